@@ -1,0 +1,17 @@
+"""Shared pytest configuration: GPU tests skip where there is no CUDA device."""
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["tests.fixtures_adb"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)

@@ -1,0 +1,220 @@
+"""Block catalogue: one typed config per block type and its one canonical string key.
+
+The key format is the published nn-Meter/ElasticViT LUT format (see shared docs), so published
+phone measurements and ours join on it. `parse_key(key)` is the exact inverse of `cfg.key`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Union
+
+ACT = "hard_swish"
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class FirstConvCfg:
+    """3x3 conv stride 2 on the image, BN, hswish. Input NHWC (1, R, R, 3)."""
+
+    type: ClassVar[str] = "firstconv"
+    resolution: int
+    cout: int
+    cin: int = 3
+    stride: int = 2
+    kernel: int = 3
+
+    @property
+    def key(self) -> str:
+        return f"firstconv_{self.resolution}_{self.cin}_{self.cout}_{self.stride}_{self.kernel}"
+
+    @property
+    def hw_in(self) -> int:
+        return self.resolution
+
+    @property
+    def hw_out(self) -> int:
+        return ceil_div(self.resolution, self.stride)
+
+
+@dataclass(frozen=True)
+class MBConvCfg:
+    """Inverted residual (conv stages and stem). Input NHWC (1, hw, hw, cin)."""
+
+    type: ClassVar[str] = "conv"
+    hw: int
+    cin: int
+    cout: int
+    expand: int
+    stride: int
+    kernel: int
+    se: bool
+
+    @property
+    def key(self) -> str:
+        se = "se" if self.se else "nose"
+        return f"conv_{self.hw}_{self.cin}_{self.cout}_{self.expand}_{self.stride}_{ACT}_{self.kernel}_{se}"
+
+    @property
+    def hw_out(self) -> int:
+        return ceil_div(self.hw, self.stride)
+
+
+@dataclass(frozen=True)
+class TransDSCfg:
+    """Downsampling MBConv (kernel 3, SE, expand `expand`) on the token grid. Input tokens (1, hw*hw, cin)."""
+
+    type: ClassVar[str] = "transds"
+    hw: int
+    cin: int
+    cout: int
+    stride: int
+    expand: int = 6
+    kernel: int = 3
+
+    @property
+    def key(self) -> str:
+        return f"transds_{self.hw}_{self.cin}_{self.cout}_{self.stride}_{self.expand}"
+
+    @property
+    def hw_out(self) -> int:
+        return ceil_div(self.hw, self.stride)
+
+
+@dataclass(frozen=True)
+class AttentionCfg:
+    """Attention block with residual, run at side hw on tokens (1, hw*hw, channels)."""
+
+    type: ClassVar[str] = "transattn"
+    hw: int
+    channels: int
+    v_scale: int
+    head_dim: int = 16
+
+    @property
+    def key(self) -> str:
+        return f"transattn_{self.hw}_{self.channels}_{ACT}_{self.v_scale}_ln"
+
+    @property
+    def heads(self) -> int:
+        return self.channels // self.head_dim
+
+
+@dataclass(frozen=True)
+class FFNCfg:
+    """FFN block with residual on tokens (1, hw*hw, channels)."""
+
+    type: ClassVar[str] = "transffn"
+    hw: int
+    channels: int
+    mlp: int
+
+    @property
+    def key(self) -> str:
+        return f"transffn_{self.hw}_{self.channels}_{self.mlp}_{ACT}_ln"
+
+
+@dataclass(frozen=True)
+class HeadCfg:
+    """Classification head on tokens (1, hw*hw, channels): C->6C, mean, 6C->1984, 1984->classes."""
+
+    type: ClassVar[str] = "mbpool"
+    hw: int
+    channels: int
+    hidden: int = 1984
+    expand: int = 6
+    classes: int = 1000
+
+    @property
+    def key(self) -> str:
+        return f"mbpool_{self.hw}_{self.channels}_{self.hidden}_{self.expand}_{ACT}"
+
+
+BlockCfg = Union[FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg]
+BLOCK_TYPES: dict[str, type] = {
+    c.type: c for c in (FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg)
+}
+
+
+class KeyError_(ValueError):
+    """A block key that does not follow the catalogue's format."""
+
+
+def _ints(parts: list[str], key: str) -> list[int]:
+    try:
+        return [int(p) for p in parts]
+    except ValueError as e:
+        raise KeyError_(f"bad block key {key!r}: expected integers, got {parts}") from e
+
+
+def _parse_firstconv(p: list[str], key: str) -> BlockCfg:
+    r, cin, cout, s, k = _ints(p, key)
+    return FirstConvCfg(resolution=r, cin=cin, cout=cout, stride=s, kernel=k)
+
+
+def _parse_conv(p: list[str], key: str) -> BlockCfg:
+    # conv_{hw}_{cin}_{cout}_{e}_{s}_hard_swish_{k}_{se}
+    if len(p) != 8 or p[4:6] != ["hard", "swish"] or p[7] not in ("se", "nose"):
+        raise KeyError_(f"bad conv key {key!r}")
+    hw, cin, cout, e, s = _ints(p[:5], key)
+    (k,) = _ints([p[6]], key)
+    return MBConvCfg(hw=hw, cin=cin, cout=cout, expand=e, stride=s, kernel=k, se=p[7] == "se")
+
+
+def _parse_transds(p: list[str], key: str) -> BlockCfg:
+    hw, cin, cout, s, de = _ints(p, key)
+    return TransDSCfg(hw=hw, cin=cin, cout=cout, stride=s, expand=de)
+
+
+def _parse_attn(p: list[str], key: str) -> BlockCfg:
+    if len(p) != 6 or p[2:4] != ["hard", "swish"] or p[5] != "ln":
+        raise KeyError_(f"bad transattn key {key!r}")
+    hw, c, v = _ints([p[0], p[1], p[4]], key)
+    return AttentionCfg(hw=hw, channels=c, v_scale=v)
+
+
+def _parse_ffn(p: list[str], key: str) -> BlockCfg:
+    if len(p) != 6 or p[3:5] != ["hard", "swish"] or p[5] != "ln":
+        raise KeyError_(f"bad transffn key {key!r}")
+    hw, c, m = _ints(p[:3], key)
+    return FFNCfg(hw=hw, channels=c, mlp=m)
+
+
+def _parse_head(p: list[str], key: str) -> BlockCfg:
+    if len(p) != 6 or p[4:6] != ["hard", "swish"]:
+        raise KeyError_(f"bad mbpool key {key!r}")
+    hw, c, hidden, e = _ints(p[:4], key)
+    return HeadCfg(hw=hw, channels=c, hidden=hidden, expand=e)
+
+
+_PARSERS: dict[str, Callable[[list[str], str], BlockCfg]] = {
+    "firstconv": _parse_firstconv,
+    "conv": _parse_conv,
+    "transds": _parse_transds,
+    "transattn": _parse_attn,
+    "transffn": _parse_ffn,
+    "mbpool": _parse_head,
+}
+
+
+def parse_key(key: str) -> BlockCfg:
+    """Inverse of `cfg.key`; raises KeyError_ naming the problem."""
+    head, _, rest = key.partition("_")
+    parser = _PARSERS.get(head)
+    if parser is None:
+        raise KeyError_(f"unknown block type {head!r} in key {key!r}; known: {sorted(_PARSERS)}")
+    try:
+        cfg = parser(rest.split("_"), key)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, KeyError_):
+            raise
+        raise KeyError_(f"bad block key {key!r}: {e}") from e
+    if cfg.key != key:
+        raise KeyError_(f"block key {key!r} is not canonical (canonical form: {cfg.key!r})")
+    return cfg
+
+
+def block_type(key: str) -> str:
+    return key.partition("_")[0]

@@ -1,0 +1,218 @@
+"""A search space: a declarative stage table plus validation, sampling and block listing."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Iterator, Literal
+
+from nas.blocks import (
+    AttentionCfg,
+    BlockCfg,
+    FFNCfg,
+    FirstConvCfg,
+    HeadCfg,
+    MBConvCfg,
+    TransDSCfg,
+    ceil_div,
+)
+from nas.subnet import StageChoice, Subnet
+
+
+class InvalidSubnet(ValueError):
+    """A subnet that the space does not contain; the message names the field and its allowed values."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    kind: Literal["mbconv", "transformer"]
+    stride: int
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    kernels: tuple[int, ...] = ()
+    expands: tuple[int, ...] = ()  # () for the stem: expansion 1
+    mlps: tuple[int, ...] = ()
+    v_scales: tuple[int, ...] = ()
+    se: bool = False
+    ds_expand: int = 6  # transformer stages: expansion of the downsampling MBConv
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    resolutions: tuple[int, ...]
+    stages: tuple[StageSpec, ...]  # stage 0 is the stem; its width is the first conv's width
+    head_hidden: int = 1984
+    head_expand: int = 6
+    released: dict[str, Subnet] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
+
+    # ---- validation -------------------------------------------------------------------
+    def validate(self, sub: Subnet) -> Subnet:
+        def bad(where: str, value: object, allowed: object) -> InvalidSubnet:
+            return InvalidSubnet(f"{where} = {value!r} is not allowed; allowed: {allowed}")
+
+        if sub.space != self.name:
+            raise bad("space", sub.space, [self.name])
+        if sub.resolution not in self.resolutions:
+            raise bad("resolution", sub.resolution, list(self.resolutions))
+        if len(sub.stages) != len(self.stages):
+            raise bad("number of stages", len(sub.stages), len(self.stages))
+        prev_width = 0
+        for spec, st in zip(self.stages, sub.stages):
+            opts = self._options(spec)
+            for fname, allowed in opts.items():
+                value = getattr(st, fname)
+                if value not in allowed:
+                    raise bad(f"stages.{spec.name}.{fname}", value, list(allowed))
+            unused = [f for f in ("kernel", "expand", "mlp", "v_scale") if f not in opts and getattr(st, f) is not None]
+            if unused:
+                raise bad(f"stages.{spec.name}.{unused[0]}", getattr(st, unused[0]), None)
+            if st.width < prev_width:
+                raise InvalidSubnet(
+                    f"stages.{spec.name}.width = {st.width} is smaller than the previous stage's {prev_width}; "
+                    "widths never decrease"
+                )
+            prev_width = st.width
+        return sub
+
+    @staticmethod
+    def _options(spec: StageSpec) -> dict[str, tuple[int, ...]]:
+        opts: dict[str, tuple[int, ...]] = {"depth": spec.depths, "width": spec.widths}
+        if spec.kind == "mbconv":
+            opts["kernel"] = spec.kernels
+            if spec.expands:
+                opts["expand"] = spec.expands
+        else:
+            opts["mlp"] = spec.mlps
+            opts["v_scale"] = spec.v_scales
+        return opts
+
+    # ---- sampling ---------------------------------------------------------------------
+    def sample(self, rng: random.Random, max_tries: int = 1000) -> Subnet:
+        """Uniform per-choice sampling; widths re-drawn until non-decreasing (capped)."""
+        for _ in range(max_tries):
+            stages = []
+            prev = 0
+            for spec in self.stages:
+                widths = [w for w in spec.widths if w >= prev]
+                if not widths:
+                    break
+                choice = {k: rng.choice(v) for k, v in self._options(spec).items()}
+                choice["width"] = rng.choice(widths)
+                prev = choice["width"]
+                stages.append(StageChoice(**choice))
+            else:
+                return Subnet(self.name, rng.choice(self.resolutions), tuple(stages))
+        raise RuntimeError(f"could not sample a valid subnet of {self.name!r} in {max_tries} tries")
+
+    def _extreme(self, pick: type[min] | type[max]) -> Subnet:
+        stages = [StageChoice(**{k: pick(v) for k, v in self._options(s).items()}) for s in self.stages]
+        return self.validate(Subnet(self.name, pick(self.resolutions), tuple(stages)))
+
+    def min_subnet(self) -> Subnet:
+        return self._extreme(min)
+
+    def max_subnet(self) -> Subnet:
+        return self._extreme(max)
+
+    def from_dict(self, data: dict) -> Subnet:
+        """Parse and validate a subnet's JSON form; stage names must be this space's."""
+        names = tuple(data.get("stages", {}))
+        if names != self.stage_names:
+            raise InvalidSubnet(f"stages = {list(names)} is not allowed; allowed: {list(self.stage_names)} in order")
+        return self.validate(Subnet.from_dict(data))
+
+    def subnet(self, name: str) -> Subnet:
+        if name not in self.released:
+            raise ValueError(f"no released subnet {name!r} in {self.name!r}; known: {list(self.released)}")
+        return self.released[name]
+
+    # ---- blocks -----------------------------------------------------------------------
+    def blocks_of(self, sub: Subnet) -> list[BlockCfg]:
+        """The blocks a subnet runs, in order (the unit of measurement and of the LUT)."""
+        self.validate(sub)
+        blocks: list[BlockCfg] = []
+        first = FirstConvCfg(resolution=sub.resolution, cout=sub.stages[0].width)
+        blocks.append(first)
+        hw, cin = first.hw_out, first.cout
+        for spec, st in zip(self.stages, sub.stages):
+            for layer in range(st.depth):
+                blocks.extend(self._layer_blocks(spec, st, layer, hw, cin))
+                if layer == 0:
+                    hw = ceil_div(hw, spec.stride)
+                cin = st.width
+        blocks.append(HeadCfg(hw=hw, channels=cin, hidden=self.head_hidden, expand=self.head_expand))
+        return blocks
+
+    @staticmethod
+    def _layer_blocks(spec: StageSpec, st: StageChoice, layer: int, hw: int, cin: int) -> list[BlockCfg]:
+        stride = spec.stride if layer == 0 else 1
+        if spec.kind == "mbconv":
+            expand = st.expand if st.expand is not None else 1
+            return [MBConvCfg(hw=hw, cin=cin, cout=st.width, expand=expand, stride=stride, kernel=st.kernel, se=spec.se)]  # type: ignore[arg-type]
+        out: list[BlockCfg] = []
+        if layer == 0:
+            out.append(TransDSCfg(hw=hw, cin=cin, cout=st.width, stride=stride, expand=spec.ds_expand))
+            hw = ceil_div(hw, stride)
+        out.append(AttentionCfg(hw=hw, channels=st.width, v_scale=st.v_scale))  # type: ignore[arg-type]
+        out.append(FFNCfg(hw=hw, channels=st.width, mlp=st.mlp))  # type: ignore[arg-type]
+        return out
+
+    def enumerate_blocks(self) -> list[BlockCfg]:
+        """Every distinct block that some subnet of the space runs ("every elastic config")."""
+        seen: dict[str, BlockCfg] = {}
+        for cfg in self._iter_blocks():
+            seen.setdefault(cfg.key, cfg)
+        return list(seen.values())
+
+    def _reachable_widths(self) -> list[tuple[int, ...]]:
+        fwd: list[set[int]] = []
+        lo = 0
+        for spec in self.stages:
+            ws = {w for w in spec.widths if w >= lo}
+            fwd.append(ws)
+            lo = min(ws)
+        hi = 10**9
+        out: list[tuple[int, ...]] = [()] * len(self.stages)
+        for i in range(len(self.stages) - 1, -1, -1):
+            ws = {w for w in fwd[i] if w <= hi}
+            out[i] = tuple(sorted(ws))
+            hi = max(ws)
+        return out
+
+    def _iter_blocks(self) -> Iterator[BlockCfg]:
+        widths = self._reachable_widths()
+        for res in self.resolutions:
+            for c0 in widths[0]:
+                yield FirstConvCfg(resolution=res, cout=c0)
+            hw = ceil_div(res, 2)
+            for i, spec in enumerate(self.stages):
+                prev_widths = widths[i - 1] if i > 0 else widths[0]
+                st_base = dict(self._options(spec))
+                for cout in widths[i]:
+                    cins = [cout] if i == 0 else [c for c in prev_widths if c <= cout]
+                    for combo in _product({k: v for k, v in st_base.items() if k not in ("depth", "width")}):
+                        st = StageChoice(depth=1, width=cout, **combo)
+                        for cin in cins:
+                            yield from self._layer_blocks(spec, st, 0, hw, cin)
+                        if max(spec.depths) > 1:
+                            hw_out = ceil_div(hw, spec.stride)
+                            yield from self._layer_blocks(spec, st, 1, hw_out, cout)
+                hw = ceil_div(hw, spec.stride)
+            for c in widths[-1]:
+                yield HeadCfg(hw=hw, channels=c, hidden=self.head_hidden, expand=self.head_expand)
+
+
+def _product(options: dict[str, tuple[int, ...]]) -> Iterator[dict[str, int]]:
+    items = list(options.items())
+    if not items:
+        yield {}
+        return
+    (k, vals), rest = items[0], dict(items[1:])
+    for v in vals:
+        for tail in _product(rest):
+            yield {k: v, **tail}

@@ -1,0 +1,72 @@
+"""`python -m nas.space`: inspect a search space (block keys, subnets, MACs)."""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+
+from nas._registry import create_space, list_spaces
+from nas.costs import subnet_features
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m nas.space", description=__doc__)
+    ap.add_argument("--space", default="elasticvit", help=f"one of {list_spaces()}")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--keys", action="store_true", help="print every distinct block key subnets can use")
+    what.add_argument("--subnet", help="a released subnet name, 'min', 'max', or a JSON file/string")
+    what.add_argument("--sample", type=int, metavar="SEED", help="print a random subnet drawn with this seed")
+    what.add_argument("--list", action="store_true", help="list the released subnets with their MACs")
+    ap.add_argument("--blocks", action="store_true", help="with --subnet: also list its block keys")
+    args = ap.parse_args(argv)
+    try:
+        space = create_space(args.space)
+        if args.keys:
+            sys.stdout.writelines(b.key + "\n" for b in space.enumerate_blocks())
+            return 0
+        if args.list:
+            for name, sub in space.released.items():
+                f = subnet_features(space.blocks_of(sub))
+                print(f"{name:5s} R={sub.resolution:3d} MMACs={f['macs_ref'] / 1e6:7.1f} "
+                      f"(all ops {f['macs'] / 1e6:7.1f}) params={f['params'] / 1e6:5.2f}M")
+            return 0
+        if args.sample is not None:
+            sub = space.sample(random.Random(args.sample))
+        else:
+            sub = _resolve(space, args.subnet)
+        blocks = space.blocks_of(sub)
+        feats = subnet_features(blocks)
+        out = {
+            "subnet": sub.to_dict(space.stage_names),
+            # macs_ref: the released counter's conventions (the MMACs table); macs: every op counted.
+            "mmacs_ref": round(feats["macs_ref"] / 1e6, 3),
+            "mmacs": round(feats["macs"] / 1e6, 3),
+            "params_m": round(feats["params"] / 1e6, 4),
+        }
+        if args.blocks:
+            out["blocks"] = [b.key for b in blocks]
+        print(json.dumps(out, indent=2))
+        return 0
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _resolve(space, spec: str):
+    from pathlib import Path
+
+    if spec == "min":
+        return space.min_subnet()
+    if spec == "max":
+        return space.max_subnet()
+    if spec in space.released:
+        return space.released[spec]
+    text = Path(spec).read_text() if spec.endswith(".json") else spec
+    if not text.lstrip().startswith("{"):
+        raise ValueError(f"unknown subnet {spec!r}; released: {list(space.released)}, or 'min', 'max', JSON")
+    return space.from_dict(json.loads(text))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

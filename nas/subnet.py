@@ -1,0 +1,60 @@
+"""A subnet is data: frozen, hashable, JSON round-trippable. Validation lives in the space."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+SUBNET_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StageChoice:
+    """Choices of one stage; fields a stage kind does not use stay None."""
+
+    depth: int
+    width: int
+    kernel: int | None = None  # conv stages
+    expand: int | None = None  # conv stages (the stem has no expansion: 1)
+    mlp: int | None = None  # transformer stages
+    v_scale: int | None = None  # transformer stages
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Subnet:
+    space: str
+    resolution: int
+    stages: tuple[StageChoice, ...]
+
+    def to_dict(self, stage_names: tuple[str, ...] | None = None) -> dict[str, Any]:
+        names = stage_names or tuple(str(i) for i in range(len(self.stages)))
+        return {
+            "format": SUBNET_FORMAT_VERSION,
+            "space": self.space,
+            "resolution": self.resolution,
+            "stages": {n: s.to_dict() for n, s in zip(names, self.stages)},
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "Subnet":
+        version = data.get("format", SUBNET_FORMAT_VERSION)
+        if version != SUBNET_FORMAT_VERSION:
+            raise ValueError(f"subnet format {version} is not supported (this code reads {SUBNET_FORMAT_VERSION})")
+        allowed = {f.name for f in fields(StageChoice)}
+        stages = []
+        for name, st in data["stages"].items():
+            unknown = set(st) - allowed
+            if unknown:
+                raise ValueError(f"stage {name!r}: unknown field(s) {sorted(unknown)}; allowed {sorted(allowed)}")
+            stages.append(StageChoice(**{k: int(v) for k, v in st.items()}))
+        return Subnet(space=str(data["space"]), resolution=int(data["resolution"]), stages=tuple(stages))
+
+    def to_json(self, stage_names: tuple[str, ...] | None = None) -> str:
+        return json.dumps(self.to_dict(stage_names), sort_keys=False)
+
+    @staticmethod
+    def from_json(text: str) -> "Subnet":
+        return Subnet.from_dict(json.loads(text))

@@ -156,11 +156,10 @@ def _parse_firstconv(p: list[str], key: str) -> BlockCfg:
 
 def _parse_conv(p: list[str], key: str) -> BlockCfg:
     # conv_{hw}_{cin}_{cout}_{e}_{s}_hard_swish_{k}_{se}
-    if len(p) != 8 or p[4:6] != ["hard", "swish"] or p[7] not in ("se", "nose"):
+    if len(p) != 9 or p[5:7] != ["hard", "swish"] or p[8] not in ("se", "nose"):
         raise KeyError_(f"bad conv key {key!r}")
-    hw, cin, cout, e, s = _ints(p[:5], key)
-    (k,) = _ints([p[6]], key)
-    return MBConvCfg(hw=hw, cin=cin, cout=cout, expand=e, stride=s, kernel=k, se=p[7] == "se")
+    hw, cin, cout, e, s, k = _ints(p[:5] + [p[7]], key)
+    return MBConvCfg(hw=hw, cin=cin, cout=cout, expand=e, stride=s, kernel=k, se=p[8] == "se")
 
 
 def _parse_transds(p: list[str], key: str) -> BlockCfg:

@@ -206,7 +206,7 @@ def aggregate(ops: Iterable[OpCost]) -> dict[str, float]:
     for k in OP_KINDS:
         out[f"macs_{k}"] = sum(o.macs for o in ops if o.kind == k)
         out[f"bytes_{k}"] = sum(o.act_read_bytes + o.act_write_bytes + o.weight_bytes for o in ops if o.kind == k)
-    return out
+    return {n: out[n] for n in FEATURE_NAMES}
 
 
 @lru_cache(maxsize=65536)

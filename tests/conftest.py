@@ -1,9 +1,11 @@
 """Shared pytest configuration: GPU tests skip where there is no CUDA device."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-pytest_plugins = ["tests.fixtures_adb"]
+pytest_plugins = ["tests.fixtures_adb"] if (Path(__file__).parent / "fixtures_adb.py").exists() else []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,177 @@
+"""Search space, subnet encoding, block catalogue and analytical costs."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from nas._registry import create_space, list_spaces
+from nas.blocks import BLOCK_TYPES, KeyError_, parse_key
+from nas.costs import FEATURE_NAMES, block_features, simd_utilisation, subnet_features
+from nas.searchspace import InvalidSubnet
+from nas.space import main as space_main
+from nas.spaces.elasticvit import PUBLISHED_MMACS
+from nas.subnet import Subnet
+
+LUT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "elasticvit-lut"
+
+
+@pytest.fixture(scope="module")
+def space():
+    return create_space("elasticvit")
+
+
+def test_registry_lists_default_space():
+    assert "elasticvit" in list_spaces()
+    with pytest.raises(ValueError, match="unknown search space"):
+        create_space("nope")
+
+
+def test_released_subnets_macs_match_published_table(space):
+    for name, published in PUBLISHED_MMACS.items():
+        mmacs = subnet_features(space.blocks_of(space.subnet(name)))["macs_ref"] / 1e6
+        assert abs(mmacs - published) / published < 0.02, (name, mmacs, published)
+
+
+def test_feature_map_sides_follow_doc_example(space):
+    # search-space.md: R=160 -> stem 80, conv-1 40, conv-2 20, trans-1 10, trans-2 10, trans-3 5, trans-4 3
+    sub = space.subnet("T2")
+    assert sub.resolution == 160
+    blocks = space.blocks_of(sub)
+    attn_sides = [b.hw for b in blocks if b.type == "transattn"]
+    assert attn_sides == [10, 10, 5, 5, 3, 3]
+    assert blocks[-1].type == "mbpool" and blocks[-1].hw == 3
+
+
+def test_subnet_json_round_trip_and_hash(space):
+    rng = random.Random(3)
+    for _ in range(50):
+        sub = space.sample(rng)
+        again = space.from_dict(json.loads(sub.to_json(space.stage_names)))
+        assert again == sub and hash(again) == hash(sub)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            sub.resolution = 1  # type: ignore[misc]
+
+
+def test_sampling_is_seeded_and_valid(space):
+    a = [space.sample(random.Random(7)) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+    rng = random.Random(11)
+    subs = [space.sample(rng) for _ in range(300)]
+    assert len(set(subs)) == 300
+    for s in subs:
+        widths = [st.width for st in s.stages]
+        assert widths == sorted(widths)
+        space.validate(s)
+
+
+def test_min_max_subnets_bound_macs(space):
+    lo = subnet_features(space.blocks_of(space.min_subnet()))["macs"]
+    hi = subnet_features(space.blocks_of(space.max_subnet()))["macs"]
+    rng = random.Random(0)
+    for _ in range(100):
+        m = subnet_features(space.blocks_of(space.sample(rng)))["macs"]
+        assert lo <= m <= hi
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"resolution": 100}, "resolution"),
+        ({"stages.conv1.expand": 7}, "stages.conv1.expand"),
+        ({"stages.trans2.width": 88}, "stages.trans2.width"),
+        ({"stages.stem.expand": 3}, "stages.stem.expand"),
+        ({"stages.trans1.width": 48, "stages.conv2.width": 48, "stages.trans2.width": 80, "stages.conv1.width": 32,
+          "stages.stem.width": 24, "stages.trans3.width": 144, "stages.trans4.width": 160, "stages.trans1.depth": 9},
+         "stages.trans1.depth"),
+    ],
+)
+def test_invalid_subnet_names_field_and_allowed(space, patch, field):
+    data = space.subnet("S1").to_dict(space.stage_names)
+    for path, value in patch.items():
+        parts = path.split(".")
+        target = data
+        for p in parts[:-1]:
+            target = target[p]
+        target[parts[-1]] = value
+    with pytest.raises(InvalidSubnet, match=field.replace(".", r"\.")) as e:
+        space.from_dict(data)
+    assert "allowed" in str(e.value)
+
+
+def test_widths_must_not_decrease(space):
+    data = space.subnet("S1").to_dict(space.stage_names)
+    data["stages"]["trans2"]["width"] = 80
+    data["stages"]["trans1"]["width"] = 96
+    with pytest.raises(InvalidSubnet, match="never decrease"):
+        space.from_dict(data)
+
+
+def test_enumeration_counts_and_keys_round_trip(space):
+    blocks = space.enumerate_blocks()
+    assert Counter(b.type for b in blocks) == {
+        "firstconv": 12, "conv": 1224, "transds": 964, "transattn": 360, "transffn": 480, "mbpool": 33,
+    }
+    for b in blocks:
+        assert parse_key(b.key) == b
+    # every block of every sampled subnet is enumerated
+    keys = {b.key for b in blocks}
+    rng = random.Random(5)
+    for _ in range(300):
+        assert {b.key for b in space.blocks_of(space.sample(rng))} <= keys
+
+
+@pytest.mark.skipif(not LUT_DIR.exists(), reason="shared LUT data not beside the checkout")
+def test_published_lut_keys_parse_and_cover_space(space):
+    lut = json.loads((LUT_DIR / "pixel4.json").read_text())
+    assert len(lut) == 12116
+    for key in lut:
+        assert parse_key(key).key == key
+    assert {b.key for b in space.enumerate_blocks()} <= set(lut)
+    # search-space.md: Pixel 4 sums T1 6.82 ms, S1 21.10 ms, L3 78.85 ms
+    for name, ms in {"T1": 6.82, "S1": 21.10, "L3": 78.85}.items():
+        total = sum(lut[b.key] for b in space.blocks_of(space.subnet(name)))
+        assert total == pytest.approx(ms, abs=0.006)
+
+
+@pytest.mark.parametrize("key", ["conv_64_16_16", "transattn_7_x_hard_swish_2_ln", "foo_1_2", "conv_64_16_16_1_1_relu_3_se"])
+def test_bad_keys_raise(key):
+    with pytest.raises(KeyError_):
+        parse_key(key)
+
+
+@pytest.mark.parametrize("btype", sorted(BLOCK_TYPES))
+def test_block_features_are_complete_and_positive(space, btype):
+    cfg = next(b for b in space.enumerate_blocks() if b.type == btype)
+    f = block_features(cfg)
+    assert tuple(f) == FEATURE_NAMES
+    assert f["macs"] > 0 and f["params"] > 0 and f["total_bytes"] > f["weight_bytes"]
+    assert 0 < f["simd16_util"] <= f["simd8_util"] <= f["simd4_util"] <= 1.0 + 1e-12
+
+
+def test_attention_traffic_grows_quadratically_with_tokens():
+    a = block_features(parse_key("transattn_7_96_hard_swish_2_ln"))["attn_bytes"]
+    b = block_features(parse_key("transattn_14_96_hard_swish_2_ln"))["attn_bytes"]
+    assert b == pytest.approx(16 * a)
+
+
+def test_simd_staircase():
+    assert simd_utilisation(16, 8) == 1.0
+    assert simd_utilisation(20, 8) == pytest.approx(20 / 24)
+    assert simd_utilisation(3, 4) == pytest.approx(0.75)
+
+
+def test_cli_keys_and_subnet(capsys):
+    assert space_main(["--space", "elasticvit", "--keys"]) == 0
+    keys = capsys.readouterr().out.split()
+    assert len(keys) == 3073 and len(set(keys)) == 3073
+    assert space_main(["--space", "elasticvit", "--subnet", "S1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["subnet"]["resolution"] == 192
+    assert abs(out["mmacs_ref"] - 217.6) / 217.6 < 0.02
+    assert space_main(["--subnet", "nope"]) == 2
+    assert "unknown subnet" in capsys.readouterr().err

@@ -1,0 +1,72 @@
+"""`python -m profiler.import_lut LUT.json --device NAME --store PATH`: a published LUT as measurements.
+
+The nn-Meter LUT format is a flat JSON object, block key -> milliseconds (TFLite benchmark_model, CPU).
+Each entry becomes one measurement of device NAME (runner `published-lut`); keys are checked against
+the block catalogue, and re-importing skips what is already there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from nas.blocks import KeyError_, parse_key
+from profiler.errors import StoreError
+from profiler.store import DEFAULT_STORE, MeasurementRow, Store
+
+RUNNER = "published-lut"
+
+
+def import_lut(path: Path, device: str, store: Store, backend: str = "cpu", threads: int = 1) -> tuple[int, int]:
+    """Returns (imported, already present). Raises ValueError on a malformed file."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path} is not a non-empty JSON object of key -> ms")
+    for key, ms in data.items():
+        parse_key(key)
+        if not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:
+            raise ValueError(f"{path}: {key} has latency {ms!r}; expected a positive number of ms")
+    fingerprint = {"name": device, "source": str(path.name), "format": "nn-Meter LUT"}
+    device_id = store.device_id(device, fingerprint, f"lut-{device}")
+    settings = {"runner": RUNNER, "backend": backend, "threads": threads, "source": str(path)}
+    run_id = store.start_run(device_id, settings)
+    now = time.time()
+    added = 0
+    store.conn.execute("BEGIN")
+    try:
+        for key, ms in data.items():
+            stats = {"mean_ms": ms, "min_ms": ms, "max_ms": ms}
+            row = MeasurementRow(device_id, RUNNER, backend, threads, "block", key, float(ms), (ms * 1e3,), stats, 1,
+                                 settings, {"imported_from": path.name}, now, now)
+            added += store.add(row, run_id)
+        store.conn.execute("COMMIT")
+    except BaseException:
+        store.conn.execute("ROLLBACK")
+        raise
+    store.finish_run(run_id)
+    return added, len(data) - added
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m profiler.import_lut", description=__doc__)
+    ap.add_argument("lut", type=Path)
+    ap.add_argument("--device", required=True, help="name the device's measurements are stored under")
+    ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    try:
+        with Store(args.store) as store:
+            added, present = import_lut(args.lut, args.device, store, args.backend, args.threads)
+    except (KeyError_, ValueError, OSError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"imported {added} entries of {args.lut} as device {args.device!r} ({present} already in {args.store})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

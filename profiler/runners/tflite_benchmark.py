@@ -1,0 +1,81 @@
+"""`tflite-benchmark`: the TFLite `benchmark_model` binary on the device, pinned with taskset.
+
+benchmark_model reports per-loop statistics, not raw samples, so one measurement is `repeats`
+invocations of exactly `num_runs` runs each; the samples are the invocations' inference averages
+(or the raw per-run samples when the binary prints them), and every loop's stats go to `info`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import posixpath
+import shlex
+from pathlib import Path
+
+from profiler.errors import BenchmarkBinaryError, RunnerError
+from profiler.parsers.tflite_benchmark import parse_benchmark_output
+from profiler.runners._registry import register_runner
+from profiler.runners.base import Samples
+from profiler.runners.push import push_if_changed
+from profiler.settings import RunSettings
+from profiler.targets import Target, remote_path
+
+
+class TFLiteBenchmarkRunner:
+    name = "tflite-benchmark"
+
+    def __init__(self, binary: Path | None = None, repeats: int = 3) -> None:
+        self.binary = binary
+        self.repeats = repeats
+        self._remote: str | None = None
+
+    def prepare(self, target: Target, settings: RunSettings) -> dict:
+        if settings.backend not in ("cpu", "cpu-noxnnpack", "gpu", "nnapi"):
+            raise RunnerError(f"runner tflite-benchmark runs cpu, cpu-noxnnpack, gpu, nnapi, not {settings.backend!r}")
+        if self.binary is None:
+            raise BenchmarkBinaryError("the tflite-benchmark runner needs --benchmark-binary PATH (benchmark_model for the device's ABI)")
+        if not self.binary.is_file():
+            raise BenchmarkBinaryError(f"benchmark binary {self.binary} does not exist")
+        self._remote = remote_path(target, "benchmark_model")
+        push_if_changed(target, self.binary, self._remote, mode=0o755)
+        r = target.shell(f"[ -x {self._remote} ] && echo executable")
+        if "executable" not in r.output:
+            raise BenchmarkBinaryError(f"{self._remote} on {target.serial} is not executable")
+        r = target.shell(f"{self._remote} --help 2>&1 | head -n 3; echo rc=$?")
+        if "not found" in r.output or "cannot execute" in r.output or "Exec format error" in r.output:
+            raise BenchmarkBinaryError(f"benchmark binary does not run on {target.serial}: {r.output.strip()[:200]}")
+        digest = hashlib.sha256(self.binary.read_bytes()).hexdigest()[:16]
+        return {"benchmark_binary_sha256": digest, "benchmark_binary": self.binary.name}
+
+    def command(self, model_remote: str, settings: RunSettings, mask: str | None) -> str:
+        assert self._remote, "prepare() first"
+        flags = [
+            f"--graph={model_remote}", f"--num_threads={settings.threads}",
+            f"--warmup_runs={settings.warmup_runs}", f"--num_runs={settings.num_runs}",
+            # exact run counts: without these the tool runs for at least 1 s / 0.5 s instead
+            "--min_secs=0", "--warmup_min_secs=0",
+            f"--use_xnnpack={'false' if settings.backend == 'cpu-noxnnpack' else 'true'}",
+        ]
+        if settings.backend == "gpu":
+            flags.append("--use_gpu=true")
+        if settings.backend == "nnapi":
+            flags.append("--use_nnapi=true")
+        cmd = " ".join([shlex.quote(self._remote), *flags])
+        return f"taskset {mask} {cmd}" if mask else cmd
+
+    def measure(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> Samples:
+        cmd = self.command(model_remote, settings, mask)
+        samples: list[float] = []
+        loops: list[dict] = []
+        for _ in range(self.repeats):
+            result = parse_benchmark_output(target.shell(cmd + " 2>&1").output)
+            if result.raw_samples_us:
+                samples.extend(result.raw_samples_us)
+            else:
+                samples.append(result.inference_avg_us)
+            loops.append(dataclasses.asdict(result.inference) if result.inference else {})
+        return Samples(tuple(samples), {"loops": loops, "repeats": self.repeats,
+                                        "model": posixpath.basename(model_remote)})
+
+
+register_runner("tflite-benchmark")(TFLiteBenchmarkRunner)

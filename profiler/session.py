@@ -1,0 +1,167 @@
+"""Profile one device: fingerprint, prepare the runner, measure blocks in a seeded order, store each."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nas.blocks import BlockCfg
+from profiler.errors import DeviceDisconnected, DeviceOffline, ParseError, ProfilerError, RunnerError, StoreError
+from profiler.fingerprint import EnvSnapshot, needs_cooldown, read_env, read_fingerprint
+from profiler.protocol import BlockResult, measure_model, timed
+from profiler.runners import create_runner
+from profiler.settings import ProtocolSettings, RunSettings
+from profiler.store import MeasurementRow, Store
+from profiler.targets import Target, open_target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProfileJob:
+    serial: str | None
+    blocks: tuple[BlockCfg, ...]  # in measuring order
+    run: RunSettings
+    protocol: ProtocolSettings
+    store_path: Path
+    benchmark_binary: Path | None = None
+    progress_position: int = 0
+
+
+@dataclass
+class Summary:
+    serial: str
+    total: int = 0
+    measured: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        s = (f"{self.serial}: {self.measured} measured, {self.skipped} already in store, {self.failed} failed "
+             f"of {self.total} in {self.seconds:.0f} s")
+        return s + (f"; stopped: {self.error}" if self.error else "")
+
+
+class DeviceSession:
+    """The state of one device's profiling: target, store ids, baseline environment."""
+
+    def __init__(self, job: ProfileJob, target: Target | None = None) -> None:
+        self.job = job
+        self.target = target or open_target(job.serial)
+        self.store = Store(job.store_path)
+        self.fingerprint = read_fingerprint(self.target)
+        self.device_id = self.store.device_id(self.target.serial, self.fingerprint.identity(), self.fingerprint.hash)
+        self.runner = create_runner(job.run.runner, **({"binary": job.benchmark_binary}
+                                                       if job.run.runner == "tflite-benchmark" else {}))
+        self.runner_info = self.runner.prepare(self.target, job.run)
+        self.mask = job.run.cpu_mask or self.fingerprint.fastest_cores_mask(job.run.threads)
+        self.mask_cores = [i for i in range(self.fingerprint.ncores) if int(self.mask, 16) >> i & 1]
+        self.settings = {"run": job.run.to_dict(), "protocol": job.protocol.to_dict(), "cpu_mask": self.mask,
+                         "runner_info": self.runner_info, "fingerprint": self.fingerprint.identity(),
+                         "governors": list(self.fingerprint.governors)}
+        self.run_id = self.store.start_run(self.device_id, self.settings)
+        self.baseline: EnvSnapshot = read_env(self.target)
+        self.store.add_snapshot(self.device_id, self.run_id, "baseline", self.baseline.raw)
+
+    def measured(self, kind: str = "block") -> set[str]:
+        r = self.job.run
+        return self.store.measured_keys(self.device_id, r.runner, r.backend, r.threads, kind)
+
+    def cool_down(self) -> None:
+        p = self.job.protocol
+        deadline = time.monotonic() + p.cooldown_max_s
+        while True:
+            now = read_env(self.target)
+            self.store.add_snapshot(self.device_id, self.run_id, "batch", now.raw)
+            why = needs_cooldown(self.baseline, now, self.mask_cores, p.temp_margin_c, p.freq_drop)
+            if why is None:
+                return
+            if time.monotonic() > deadline:
+                log.warning("%s: not back to baseline after %.0f s (%s); going on", self.target.serial,
+                            p.cooldown_max_s, why)
+                return
+            log.info("%s: cooling down: %s", self.target.serial, why)
+            time.sleep(2.0)
+
+    def measure(self, model: Path, export_s: float) -> BlockResult:
+        """Measure with one reconnect-and-retry when the device drops mid-block."""
+        try:
+            return measure_model(self.target, self.runner, model, self.job.run, self.job.protocol, self.mask, export_s)
+        except (DeviceDisconnected, DeviceOffline) as e:
+            log.warning("%s: %s; waiting for it to come back", self.target.serial, e)
+            self.target.reconnect(self.job.protocol.reconnect_s)
+            self.runner.prepare(self.target, self.job.run)
+            return measure_model(self.target, self.runner, model, self.job.run, self.job.protocol, self.mask, export_s)
+
+    def store_result(self, kind: str, key: str, res: BlockResult, started: float, extra: dict | None = None) -> None:
+        r = self.job.run
+        info = {**res.samples.info, "timings_s": res.timings_s, **(extra or {})}
+        self.store.add(MeasurementRow(self.device_id, r.runner, r.backend, r.threads, kind, key,
+                                      res.stats["median_ms"], res.samples.samples_us, res.stats, res.attempts,
+                                      self.settings, info, started, time.time()), self.run_id)
+
+    def record_failure(self, kind: str, key: str, error: str) -> None:
+        r = self.job.run
+        self.store.add_failure(self.device_id, self.run_id, r.runner, r.backend, r.threads, kind, key, error)
+
+    def close(self) -> None:
+        self.store.finish_run(self.run_id)
+        self.store.close()
+
+
+def profile_device(job: ProfileJob, stop: threading.Event | None = None, target: Target | None = None) -> Summary:
+    t0 = time.time()
+    summary = Summary(serial=job.serial or "?", total=len(job.blocks))
+    try:
+        sess = DeviceSession(job, target)
+    except ProfilerError as e:
+        summary.error = str(e)
+        return summary
+    summary.serial = sess.target.serial
+    from nas.export import export_block  # torch and the converters load only once a device is ready
+    done = sess.measured()
+    todo = [b for b in job.blocks if b.key not in done]
+    summary.skipped = len(job.blocks) - len(todo)
+    fmt = job.run.model_format
+    bar = tqdm(total=len(job.blocks), initial=summary.skipped, desc=summary.serial, unit="block",
+               position=job.progress_position, leave=True, dynamic_ncols=True)
+    try:
+        for i, cfg in enumerate(todo):
+            if stop is not None and stop.is_set():
+                summary.error = "interrupted"
+                break
+            if i and i % job.protocol.batch_size == 0:
+                sess.cool_down()
+            started = time.time()
+            try:
+                model, export_s = timed(lambda: export_block(cfg, fmt))
+                res = sess.measure(model, export_s)
+            except (ParseError, RunnerError) as e:
+                summary.failed += 1
+                summary.failures.append(f"{cfg.key}: {e}")
+                sess.record_failure("block", cfg.key, str(e))
+            except StoreError:
+                raise
+            except (DeviceDisconnected, DeviceOffline) as e:
+                summary.error = f"{e}; {summary.measured} blocks of this run are stored, re-run to resume"
+                break
+            except Exception as e:  # noqa: BLE001 - one broken block (e.g. a conversion bug) must not stop the run
+                summary.failed += 1
+                summary.failures.append(f"{cfg.key}: {type(e).__name__}: {e}")
+                sess.record_failure("block", cfg.key, f"{type(e).__name__}: {e}")
+            else:
+                sess.store_result("block", cfg.key, res, started)
+                summary.measured += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        sess.close()
+        summary.seconds = time.time() - t0
+    return summary

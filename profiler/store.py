@@ -160,9 +160,11 @@ class Store:
         s = m.stats
         try:
             cur = self.conn.execute(
-                "INSERT OR IGNORE INTO measurements (device_id, run_id, runner, backend, threads, kind, key, latency_ms,"
+                "INSERT INTO measurements (device_id, run_id, runner, backend, threads, kind, key, latency_ms,"
                 " mean_ms, std_ms, min_ms, max_ms, spread, n_samples, samples_us_json, attempts, settings_json,"
-                " info_json, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " info_json, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                # only the uniqueness conflict is ignored: a CHECK failure (latency <= 0) still raises
+                " ON CONFLICT (device_id, runner, backend, threads, kind, key) DO NOTHING",
                 (m.device_id, run_id, m.runner, m.backend, m.threads, m.kind, m.key, m.latency_ms,
                  s.get("mean_ms"), s.get("std_ms"), s.get("min_ms"), s.get("max_ms"), s.get("spread"),
                  len(m.samples_us), json.dumps(list(m.samples_us)), m.attempts,

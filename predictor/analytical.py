@@ -1,0 +1,212 @@
+"""AutoViT-style analytical latency model with device constants fitted from measurements.
+
+Per op (from `nas.costs.block_ops`, the one feature function):
+    compute = work / (peak[kind] * simd_utilisation(channels, w) * thread_eff(work_items, t))
+    memory  = min(bytes, cache) / bw_cache + max(0, bytes - cache) / bw_dram   (smoothed)
+    time    = max(compute, memory) + overhead[kind]                            (smoothed max)
+and a block's latency is the sum over its ops plus one invoke overhead (each LUT entry is a
+separately timed graph). `work` is MACs for ops with arithmetic and elements touched for
+elementwise/softmax/norm/pool ops, so every kind has a throughput of its own.
+
+The constants are fitted per device+backend by least squares on the log-ratio of predicted to
+measured latency (log-parameters, so everything stays positive); the vector width `w` and
+thread count `t` are discrete and chosen by the fit. Nothing is tied to a known phone: the
+starting point is derived from the measurements' own scale.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from nas.blocks import BlockCfg
+from nas.costs import OP_KINDS, SIMD_WIDTHS, block_ops, simd_utilisation
+
+log = logging.getLogger(__name__)
+
+_KIND_INDEX = {k: i for i, k in enumerate(OP_KINDS)}
+_NK = len(OP_KINDS)
+
+
+class NotFittedError(RuntimeError):
+    """predict() called before fit()."""
+
+
+@dataclass(frozen=True)
+class OpTable:
+    """All ops of a list of blocks as flat arrays (one row per op), for vectorised evaluation."""
+
+    block: np.ndarray  # index of the block each op belongs to
+    kind: np.ndarray  # index into OP_KINDS
+    work: np.ndarray  # MACs, or elements touched for ops without arithmetic
+    bytes: np.ndarray  # working set: activations read + written + weights
+    simd: dict[int, np.ndarray]  # lane utilisation per candidate vector width
+    work_items: np.ndarray
+    n_blocks: int
+
+    def thread_eff(self, threads: int) -> np.ndarray:
+        # Work items split over threads: the last round leaves threads idle (same staircase as SIMD).
+        wi = np.maximum(self.work_items, 1.0)
+        return wi / (np.ceil(wi / threads) * threads)
+
+
+@lru_cache(maxsize=65536)
+def _op_rows(cfg: BlockCfg) -> tuple[tuple[int, float, float, int, int], ...]:
+    rows = []
+    for op in block_ops(cfg):
+        nbytes = op.act_read_bytes + op.act_write_bytes + op.weight_bytes
+        work = op.macs if op.macs > 0 else (op.act_read_bytes + op.act_write_bytes) / 4
+        rows.append((_KIND_INDEX[op.kind], float(work), float(nbytes), op.channels, op.work_items))
+    return tuple(rows)
+
+
+def op_table(cfgs: Sequence[BlockCfg]) -> OpTable:
+    per_block = [_op_rows(c) for c in cfgs]
+    block = np.repeat(np.arange(len(cfgs)), [len(r) for r in per_block])
+    arr = np.array([row for rows in per_block for row in rows], dtype=float).reshape(-1, 5)
+    channels = arr[:, 3].astype(int)
+    simd = {w: np.array([simd_utilisation(int(c), w) for c in channels]) for w in SIMD_WIDTHS}
+    return OpTable(block, arr[:, 0].astype(int), arr[:, 1], arr[:, 2], simd, arr[:, 4], len(cfgs))
+
+
+# Parameter vector layout (all natural logs): peak[kind] | overhead[kind] | bw_cache, bw_dram, cache | invoke
+_P_PEAK = slice(0, _NK)
+_P_OVH = slice(_NK, 2 * _NK)
+_P_BWC, _P_BWD, _P_CACHE, _P_INVOKE = 2 * _NK, 2 * _NK + 1, 2 * _NK + 2, 2 * _NK + 3
+_N_PARAMS = 2 * _NK + 4
+
+
+def _smooth_max(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
+    m = np.maximum(a, b)
+    m = np.where(m > 0, m, 1.0)
+    return m * ((a / m) ** p + (b / m) ** p) ** (1.0 / p)
+
+
+def _evaluate(theta: np.ndarray, tab: OpTable, width: int, threads: int, sharpness: float) -> np.ndarray:
+    peak = np.exp(theta[_P_PEAK])[tab.kind]
+    ovh = np.exp(theta[_P_OVH])[tab.kind]
+    bwc, bwd, cache = np.exp(theta[_P_BWC]), np.exp(theta[_P_BWD]), np.exp(theta[_P_CACHE])
+    compute = tab.work / (peak * tab.simd[width] * tab.thread_eff(threads))
+    # Bytes up to the cache size are served at cache speed, the excess at DRAM speed (smoothed min).
+    in_cache = tab.bytes / (1.0 + (tab.bytes / cache) ** sharpness) ** (1.0 / sharpness)
+    memory = in_cache / bwc + (tab.bytes - in_cache) / bwd
+    t_op = _smooth_max(compute, memory, sharpness) + ovh
+    return np.bincount(tab.block, weights=t_op, minlength=tab.n_blocks) + np.exp(theta[_P_INVOKE])
+
+
+class AnalyticalModel:
+    """Roofline-per-op latency model; sklearn-style `fit(cfgs, latency_ms)` / `predict(cfgs)`.
+
+    Fitted attributes: `params_` (dict of named constants, ms / bytes / work units per ms),
+    `simd_width_`, `threads_`, `theta_` (log-parameters), `train_mape_`.
+    """
+
+    def __init__(self, simd_widths: Sequence[int] = SIMD_WIDTHS, threads: Sequence[int] = (1, 2, 4),
+                 sharpness: float = 6.0, ridge: float = 1e-3, max_nfev: int = 2000,
+                 prior: "AnalyticalModel | None" = None) -> None:
+        self.simd_widths = tuple(simd_widths)
+        self.threads = tuple(threads)
+        self.sharpness = sharpness
+        self.ridge = ridge  # pulls parameters a kind has no data for towards the shared start
+        self.max_nfev = max_nfev
+        # A model fitted on another device: start from its constants, regularise towards them and
+        # keep its discrete choices, so a few measurements only move what differs (transfer).
+        self.prior = prior
+
+    # ---- fitting ----------------------------------------------------------------------
+    def _start(self, tab: OpTable, y: np.ndarray) -> np.ndarray:
+        work = np.bincount(tab.block, weights=tab.work, minlength=tab.n_blocks)
+        nbytes = np.bincount(tab.block, weights=tab.bytes, minlength=tab.n_blocks)
+        n_ops = np.bincount(tab.block, minlength=tab.n_blocks)
+        theta = np.empty(_N_PARAMS)
+        theta[_P_PEAK] = np.log(np.median(work / y))
+        theta[_P_OVH] = np.log(0.02 * np.min(y / np.maximum(n_ops, 1)))
+        theta[_P_BWC] = np.log(2.0 * np.median(nbytes / y))
+        theta[_P_BWD] = theta[_P_BWC] - np.log(4.0)
+        theta[_P_CACHE] = np.log(np.median(tab.bytes))
+        theta[_P_INVOKE] = np.log(0.1 * np.min(y))
+        return theta
+
+    def _fit_one(self, tab: OpTable, y: np.ndarray, theta0: np.ndarray, width: int, threads: int):
+        ly = np.log(y)
+        reg = np.sqrt(self.ridge)
+
+        def resid(theta: np.ndarray) -> np.ndarray:
+            pred = _evaluate(theta, tab, width, threads, self.sharpness)
+            return np.concatenate([np.log(pred) - ly, reg * (theta - theta0)])
+
+        res = least_squares(resid, theta0, method="trf", x_scale=1.0, max_nfev=self.max_nfev)
+        return res.x, float(np.mean(res.fun[: len(y)] ** 2))
+
+    def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float]) -> "AnalyticalModel":
+        y = np.asarray(latency_ms, dtype=float)
+        if len(cfgs) != len(y) or len(y) == 0:
+            raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
+        if np.any(~np.isfinite(y)) or np.any(y <= 0):
+            raise ValueError("latencies must be positive and finite")
+        tab = op_table(cfgs)
+        if self.prior is not None:
+            self.prior._check_fitted()
+            theta0 = self.prior.theta_.copy()
+            grid = [(self.prior.simd_width_, self.prior.threads_)]
+        else:
+            theta0 = self._start(tab, y)
+            grid = [(w, t) for w in self.simd_widths for t in self.threads]
+        best: tuple[float, np.ndarray, int, int] | None = None
+        for w, t in grid:
+            theta, loss = self._fit_one(tab, y, theta0, w, t)
+            log.debug("analytical fit width=%d threads=%d log-mse=%.5f", w, t, loss)
+            if best is None or loss < best[0]:
+                best = (loss, theta, w, t)
+        assert best is not None
+        loss, self.theta_, self.simd_width_, self.threads_ = best
+        self.train_mape_ = float(np.mean(np.abs(self._predict_tab(tab) / y - 1.0)))
+        self.params_ = self._named(self.theta_)
+        log.info("analytical model: width=%d threads=%d train MAPE %.3f", self.simd_width_, self.threads_,
+                 self.train_mape_)
+        return self
+
+    @staticmethod
+    def _named(theta: np.ndarray) -> dict[str, float]:
+        e = np.exp(theta)
+        out = {f"peak_{k}": float(e[i]) for i, k in enumerate(OP_KINDS)}
+        out.update({f"overhead_ms_{k}": float(e[_NK + i]) for i, k in enumerate(OP_KINDS)})
+        out.update(bw_cache=float(e[_P_BWC]), bw_dram=float(e[_P_BWD]), cache_bytes=float(e[_P_CACHE]),
+                   invoke_ms=float(e[_P_INVOKE]))
+        return out
+
+    # ---- prediction -------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "theta_"):
+            raise NotFittedError("AnalyticalModel is not fitted yet: call fit(cfgs, latency_ms) first")
+
+    def _predict_tab(self, tab: OpTable) -> np.ndarray:
+        return _evaluate(self.theta_, tab, self.simd_width_, self.threads_, self.sharpness)
+
+    def predict(self, cfgs: Sequence[BlockCfg]) -> np.ndarray:
+        self._check_fitted()
+        if len(cfgs) == 0:
+            return np.zeros(0)
+        return self._predict_tab(op_table(cfgs))
+
+    # ---- persistence (plain JSON-able state; the xgb predictor embeds it) -------------
+    def get_state(self) -> dict:
+        self._check_fitted()
+        return {"theta": self.theta_.tolist(), "simd_width": self.simd_width_, "threads": self.threads_,
+                "sharpness": self.sharpness, "op_kinds": list(OP_KINDS), "train_mape": self.train_mape_}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "AnalyticalModel":
+        if list(state["op_kinds"]) != list(OP_KINDS):
+            raise ValueError(f"analytical state was saved for op kinds {state['op_kinds']}, this code has {OP_KINDS}")
+        m = cls(sharpness=state["sharpness"])
+        m.theta_ = np.asarray(state["theta"], dtype=float)
+        m.simd_width_ = int(state["simd_width"])
+        m.threads_ = int(state["threads"])
+        m.train_mape_ = float(state["train_mape"])
+        m.params_ = m._named(m.theta_)
+        return m

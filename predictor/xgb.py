@@ -1,0 +1,185 @@
+"""LatencyPredictor: XGBoost on block config + analytical features, predicting the log-ratio of
+latency to a physics-style base estimate (the fitted analytical model, or the prior-device
+transfer model when another phone's LUT is known).
+
+Why the ratio: the base already explains most of the 200x range of block latencies; trees then
+model a smooth, small residual (+-20%) instead of extrapolating a steep function piecewise-
+constantly, which matters with 300 samples (see benchmarks/results/lutfill.md).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import xgboost as xgb
+
+from nas.blocks import BlockCfg
+from predictor.analytical import AnalyticalModel, NotFittedError
+from predictor.features import COLUMN_NAMES, feature_matrix
+from predictor.transfer import PriorTransfer
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "mobilevit-nas/latency-predictor"
+FORMAT_VERSION = 1
+TARGETS = ("ratio", "log")
+
+Base = AnalyticalModel | PriorTransfer
+
+
+class PredictorFormatError(ValueError):
+    """A saved predictor this code cannot read (other format or version)."""
+
+
+def library_versions() -> dict[str, str]:
+    return {"xgboost": xgb.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+class LatencyPredictor:
+    """sklearn-style block latency predictor: `fit(cfgs, latency_ms)`, `predict(cfgs)`, `save`/`load`.
+
+    `prior`: another device's LUT (key -> ms); when given, the base is `PriorTransfer` and the
+    prior's latency is a feature. Below `min_samples_xgb` measurements the trees are skipped and
+    the base alone predicts (a few points cannot train trees without adding noise).
+    Fitted attributes: `base_`, `booster_` (None when skipped), `n_samples_`.
+    """
+
+    def __init__(self, n_estimators: int = 500, learning_rate: float = 0.05, max_depth: int = 4,
+                 subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
+                 reg_lambda: float = 1.0, target: str = "ratio", prior: Mapping[str, float] | None = None,
+                 min_samples_xgb: int = 60, bootstrap: bool = False, seed: int = 0, n_jobs: int = 1) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.target = target
+        self.prior = prior
+        self.min_samples_xgb = min_samples_xgb
+        self.bootstrap = bootstrap  # resample the training set (ensemble members for uncertainty)
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def _hyper(self) -> dict:
+        return {k: getattr(self, k) for k in ("n_estimators", "learning_rate", "max_depth", "subsample",
+                                              "colsample_bytree", "min_child_weight", "reg_lambda", "target",
+                                              "min_samples_xgb", "bootstrap", "seed", "n_jobs")}
+
+    # ---- fitting ------------------------------------------------------------------------
+    def make_base(self) -> Base:
+        return PriorTransfer(self.prior, seed=self.seed) if self.prior is not None else AnalyticalModel()
+
+    def _features(self, cfgs: Sequence[BlockCfg], log_base: np.ndarray) -> np.ndarray:
+        cols = [feature_matrix(cfgs), log_base[:, None]]
+        if isinstance(self.base_, PriorTransfer):
+            cols.append(self.base_.log_prior(cfgs)[:, None])  # NaN = missing, handled by XGBoost
+        return np.hstack(cols)
+
+    def feature_names(self) -> list[str]:
+        names = [*COLUMN_NAMES, "log_base_ms"]
+        if isinstance(getattr(self, "base_", None), PriorTransfer):
+            names.append("log_prior_ms")
+        return names
+
+    def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float], base: Base | None = None) -> "LatencyPredictor":
+        """`base`: an already fitted base model to reuse as is (the sampler's ensembles share one)."""
+        if self.target not in TARGETS:
+            raise ValueError(f"target = {self.target!r} is not allowed; allowed: {list(TARGETS)}")
+        y = np.asarray(latency_ms, dtype=float)
+        if len(cfgs) != len(y) or len(y) == 0:
+            raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
+        if np.any(~np.isfinite(y)) or np.any(y <= 0):
+            raise ValueError("latencies must be positive and finite")
+        self.base_ = base if base is not None else self.make_base().fit(cfgs, y)
+        self.n_samples_ = len(y)
+        self.booster_: xgb.Booster | None = None
+        if len(y) < self.min_samples_xgb:
+            log.info("%d samples < min_samples_xgb=%d: base model only", len(y), self.min_samples_xgb)
+            return self
+        log_base = np.log(self.base_.predict(cfgs))
+        feats = self._features(cfgs, log_base)
+        target = np.log(y) - log_base if self.target == "ratio" else np.log(y)
+        if self.bootstrap:
+            idx = np.random.default_rng(self.seed).integers(0, len(y), len(y))
+            feats, target = feats[idx], target[idx]
+        params = {"objective": "reg:squarederror", "eta": self.learning_rate, "max_depth": self.max_depth,
+                  "subsample": self.subsample, "colsample_bytree": self.colsample_bytree,
+                  "min_child_weight": self.min_child_weight, "lambda": self.reg_lambda, "seed": self.seed,
+                  "nthread": self.n_jobs, "base_score": float(np.mean(target))}
+        dtrain = xgb.DMatrix(feats, label=target, feature_names=self.feature_names())
+        self.booster_ = xgb.train(params, dtrain, num_boost_round=self.n_estimators)
+        return self
+
+    # ---- prediction ---------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "base_"):
+            raise NotFittedError("LatencyPredictor is not fitted yet: call fit(cfgs, latency_ms) or load(path)")
+
+    def predict_base(self, cfgs: Sequence[BlockCfg]) -> np.ndarray:
+        """The base model's estimate alone (analytical or transfer), ms."""
+        self._check_fitted()
+        return self.base_.predict(cfgs)
+
+    def predict(self, cfgs: Sequence[BlockCfg]) -> np.ndarray:
+        self._check_fitted()
+        if len(cfgs) == 0:
+            return np.zeros(0)
+        log_base = np.log(self.base_.predict(cfgs))
+        if self.booster_ is None:
+            return np.exp(log_base)
+        out = self.booster_.predict(xgb.DMatrix(self._features(cfgs, log_base), feature_names=self.feature_names()))
+        return np.exp(log_base + out) if self.target == "ratio" else np.exp(out)
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """JSON: format version, library versions, hyper-parameters, base model state, booster."""
+        self._check_fitted()
+        kind = "transfer" if isinstance(self.base_, PriorTransfer) else "analytical"
+        doc = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "versions": library_versions(),
+            "hyperparameters": self._hyper(),
+            "n_samples": self.n_samples_,
+            "base": {"kind": kind, "state": self.base_.get_state()},
+            "feature_names": self.feature_names(),
+            "booster": None if self.booster_ is None else bytes(self.booster_.save_raw("json")).decode(),
+        }
+        Path(path).write_text(json.dumps(doc))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyPredictor":
+        try:
+            doc = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise PredictorFormatError(f"{path}: not a JSON predictor file ({e})") from e
+        if doc.get("format") != FORMAT_NAME:
+            raise PredictorFormatError(f"{path}: format {doc.get('format')!r} is not {FORMAT_NAME!r}")
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise PredictorFormatError(
+                f"{path}: predictor format version {doc.get('format_version')} cannot be read by this code "
+                f"(reads version {FORMAT_VERSION}); refit it from the measurements")
+        saved, now = doc.get("versions", {}), library_versions()
+        if saved != now:
+            log.warning("%s was saved with %s, running with %s", path, saved, now)
+        base_doc = doc["base"]
+        m = cls(**{k: v for k, v in doc["hyperparameters"].items()},
+                prior=base_doc["state"]["prior"] if base_doc["kind"] == "transfer" else None)
+        m.base_ = (PriorTransfer.from_state(base_doc["state"]) if base_doc["kind"] == "transfer"
+                   else AnalyticalModel.from_state(base_doc["state"]))
+        m.n_samples_ = int(doc["n_samples"])
+        m.booster_ = None
+        if doc["booster"] is not None:
+            m.booster_ = xgb.Booster()
+            m.booster_.load_model(bytearray(doc["booster"].encode()))
+            m.booster_.set_param({"nthread": m.n_jobs})
+        if m.feature_names() != doc["feature_names"]:
+            raise PredictorFormatError(f"{path}: saved features {doc['feature_names']} differ from this code's "
+                                       f"{m.feature_names()}; refit the predictor")
+        return m

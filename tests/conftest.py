@@ -1,11 +1,9 @@
 """Shared pytest configuration: GPU tests skip where there is no CUDA device."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-pytest_plugins = ["tests.fixtures_adb"] if (Path(__file__).parent / "fixtures_adb.py").exists() else []
+pytest_plugins = ["tests.fixtures_adb"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -17,3 +15,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _export_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One conversion cache for the whole test session (conversions take ~1.5 s each)."""
+    import os
+
+    if "MOBILEVIT_NAS_CACHE" not in os.environ:
+        os.environ["MOBILEVIT_NAS_CACHE"] = str(tmp_path_factory.mktemp("export-cache"))
+    yield

@@ -1,0 +1,98 @@
+"""`--serial local`: the profiler measuring this host for real (no adb), store, resume, runners."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from profiler.fingerprint import read_env, read_fingerprint
+from profiler.run import main as run_main
+from profiler.targets import LocalTarget
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--warmup", "1", "--runs", "5"]
+
+
+def _count(store: Path) -> tuple[int, int]:
+    with sqlite3.connect(store) as c:
+        return c.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM measurements").fetchone()
+
+
+def test_local_fingerprint_is_truthful():
+    fp = read_fingerprint(LocalTarget())
+    assert fp.ncores == os.cpu_count()
+    assert fp.kernel == os.uname().release
+    assert all(khz > 0 for khz in fp.core_max_khz)
+    mask = int(fp.fastest_cores_mask(1), 16)
+    assert bin(mask).count("1") == 1 and mask < (1 << fp.ncores)
+    env = read_env(LocalTarget())
+    assert env.raw  # snapshot has content (frequencies at least)
+
+
+@pytest.mark.slow
+def test_budget_run_stores_and_rerun_skips(tmp_path: Path, capsys):
+    store = tmp_path / "m.sqlite"
+    args = ["--serial", "local", "--budget", "3", "--store", str(store), *FAST]
+    assert run_main(args) == 0
+    assert _count(store) == (3, 3)
+    assert "3 measured" in capsys.readouterr().out
+    assert run_main(args) == 0
+    assert _count(store) == (3, 3)
+    assert "0 measured, 3 already in store" in capsys.readouterr().out
+    with sqlite3.connect(store) as c:
+        lat, n, settings, fp = c.execute(
+            "SELECT m.latency_ms, m.n_samples, m.settings_json, d.fingerprint_json FROM measurements m "
+            "JOIN devices d ON d.id = m.device_id").fetchone()
+    assert lat > 0 and n == 5
+    assert '"cpu_mask"' in settings and '"kernel"' in fp
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_every_block_once(tmp_path: Path):
+    store = tmp_path / "m.sqlite"
+    cmd = [sys.executable, "-m", "profiler.run", "--serial", "local", "--budget", "6", "--store", str(store), *FAST]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if store.exists() and _count(store)[0] >= 2:
+            break
+        time.sleep(0.2)
+    proc.kill()  # SIGKILL mid-run: no cleanup code runs
+    proc.wait()
+    first, _ = _count(store)
+    assert 2 <= first < 6
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert _count(store) == (6, 6)
+    assert f"{first} already in store" in done.stdout
+
+
+@pytest.mark.slow
+def test_tflite_benchmark_runner_on_this_host(tmp_path: Path):
+    store = tmp_path / "m.sqlite"
+    tool = REPO / "device_scripts" / "litert_benchmark_model.py"
+    args = ["--serial", "local", "--budget", "2", "--store", str(store), "--runner", "tflite-benchmark",
+            "--benchmark-binary", str(tool), *FAST]
+    assert run_main(args) == 0
+    with sqlite3.connect(store) as c:
+        rows = c.execute("SELECT runner, n_samples, latency_ms FROM measurements").fetchall()
+    assert len(rows) == 2 and all(r[0] == "tflite-benchmark" and r[1] == 3 and r[2] > 0 for r in rows)
+
+
+def test_missing_benchmark_binary_is_one_line_error(tmp_path: Path):
+    cmd = [sys.executable, "-m", "profiler.run", "--serial", "local", "--budget", "1", "--store",
+           str(tmp_path / "m.sqlite"), "--runner", "tflite-benchmark", "--benchmark-binary", str(tmp_path / "nope")]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "benchmark_model"
+    bad.write_bytes(os.urandom(256))  # not a program this device can run
+    cmd[-1] = str(bad)
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "does not run" in r.stderr and "Traceback" not in r.stderr

@@ -91,14 +91,19 @@ class DeviceSession:
             time.sleep(2.0)
 
     def measure(self, model: Path, export_s: float) -> BlockResult:
-        """Measure with one reconnect-and-retry when the device drops mid-block."""
-        try:
-            return measure_model(self.target, self.runner, model, self.job.run, self.job.protocol, self.mask, export_s)
-        except (DeviceDisconnected, DeviceOffline) as e:
-            log.warning("%s: %s; waiting for it to come back", self.target.serial, e)
-            self.target.reconnect(self.job.protocol.reconnect_s)
-            self.runner.prepare(self.target, self.job.run)
-            return measure_model(self.target, self.runner, model, self.job.run, self.job.protocol, self.mask, export_s)
+        """Measure; when the device drops mid-block, wait for it and measure that block again."""
+        for attempt in range(1, self.job.protocol.disconnect_retries + 2):
+            try:
+                if attempt > 1:  # the device may have lost its files (e.g. a phone that rebooted)
+                    self.runner.prepare(self.target, self.job.run)
+                return measure_model(self.target, self.runner, model, self.job.run, self.job.protocol, self.mask,
+                                     export_s)
+            except (DeviceDisconnected, DeviceOffline) as e:
+                if attempt > self.job.protocol.disconnect_retries:
+                    raise
+                log.warning("%s: %s; waiting for it to come back (retry %d)", self.target.serial, e, attempt)
+                self.target.reconnect(self.job.protocol.reconnect_s)
+        raise AssertionError("unreachable")
 
     def store_result(self, kind: str, key: str, res: BlockResult, started: float, extra: dict | None = None) -> None:
         r = self.job.run

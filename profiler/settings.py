@@ -44,6 +44,7 @@ class ProtocolSettings:
     freq_drop: float = 0.05  # ... or while a core runs this much below its baseline frequency
     seed: int = 0  # order of blocks (shuffled so drift does not bias one block type)
     reconnect_s: float = 60.0  # wait this long for a lost device before giving up
+    disconnect_retries: int = 3  # per block
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,170 @@
+"""Export: every block type to TFLite and ONNX, checked in the real runtimes against PyTorch."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas import export
+from nas._registry import create_space
+from nas.blocks import BLOCK_TYPES, parse_key
+from nas.modules import build_block, example_input, is_channel_last
+from nas.supernet import build_subnet
+
+# One small config per block type (odd sides and stride 2 where the type allows).
+BLOCKS = {
+    "firstconv": "firstconv_128_3_16_2_3",
+    "conv": "conv_7_16_24_4_2_hard_swish_5_se",
+    "transds": "transds_5_80_144_2_6",
+    "transattn": "transattn_4_64_hard_swish_3_ln",
+    "transffn": "transffn_4_64_3_hard_swish_ln",
+    "mbpool": "mbpool_3_160_1984_6_hard_swish",
+}
+# Blocks whose graphs have no TRANSPOSE at all; attention keeps the head split/merge transposes.
+NO_TRANSPOSE = {"firstconv", "conv", "transds", "transffn", "mbpool"}
+REL_TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("export-cache")
+
+
+def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(out - ref).max() / np.abs(ref).max())
+
+
+def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    assert tuple(inp["shape"]) == x.shape
+    it.set_tensor(inp["index"], np.ascontiguousarray(x, dtype=np.float32))
+    it.invoke()
+    return it.get_tensor(out["index"])
+
+
+def tflite_ops(path: Path) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    # Without the default XNNPACK delegate, so the ops are listed as converted, not as "DELEGATE".
+    it = Interpreter(model_path=str(path),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return [op["op_name"] for op in it._get_ops_details()]
+
+
+def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def nhwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(0, 2, 3, 1).numpy() if t.dim() == 4 else t.numpy()
+
+
+def test_every_block_type_is_covered() -> None:
+    assert sorted(BLOCKS) == sorted(BLOCK_TYPES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block_type", sorted(BLOCKS))
+def test_block_tflite_matches_pytorch(block_type: str, cache_dir: Path) -> None:
+    cfg = parse_key(BLOCKS[block_type])
+    x = example_input(cfg)
+    with torch.no_grad():
+        ref = build_block(cfg)(x)
+    path = export.export_block(cfg, "tflite", cache_dir=cache_dir)
+    if is_channel_last(cfg):  # conv blocks: NHWC in, NHWC out
+        out, want = run_tflite(path, nhwc(x)), nhwc(ref)
+    else:
+        out, want = run_tflite(path, x.numpy()), ref.numpy()
+    assert out.shape == want.shape
+    assert rel_err(out, want) < REL_TOL
+    ops = tflite_ops(path)
+    if block_type in NO_TRANSPOSE:
+        assert "TRANSPOSE" not in ops, ops
+    if is_channel_last(cfg):
+        assert ops[0] != "TRANSPOSE" and ops[-1] != "TRANSPOSE", ops
+
+
+@pytest.mark.parametrize("block_type", sorted(BLOCKS))
+def test_block_onnx_matches_pytorch(block_type: str, cache_dir: Path) -> None:
+    cfg = parse_key(BLOCKS[block_type])
+    x = example_input(cfg)
+    with torch.no_grad():
+        ref = build_block(cfg)(x).numpy()
+    out = run_onnx(export.export_block(cfg, "onnx", cache_dir=cache_dir), x.numpy())
+    assert out.shape == ref.shape
+    assert rel_err(out, ref) < REL_TOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", export.FORMATS)
+def test_min_subnet_exports(fmt: export.Format, cache_dir: Path) -> None:
+    space = create_space("elasticvit")
+    sub = space.min_subnet()
+    assert sub.resolution == 128
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = build_subnet(sub, space)(x).numpy()
+    path = export.export_subnet(sub, fmt, cache_dir=cache_dir)
+    out = run_tflite(path, nhwc(x)) if fmt == "tflite" else run_onnx(path, x.numpy())
+    assert out.shape == (1, 1000)
+    assert rel_err(out, ref) < REL_TOL
+
+
+def test_cache_converts_once(cache_dir: Path) -> None:
+    cfg = parse_key("transffn_2_48_2_hard_swish_ln")
+    before = dict(export.conversions)
+    first = export.export_block(cfg, "onnx", cache_dir=cache_dir)
+    mtime = first.stat().st_mtime_ns
+    second = export.export_block(cfg, "onnx", cache_dir=cache_dir)
+    assert first == second and second.stat().st_mtime_ns == mtime
+    assert export.conversions["onnx"] == before["onnx"] + 1
+    # Other content, other file: a different weights seed.
+    other = export.export_block(cfg, "onnx", cache_dir=cache_dir, seed=1)
+    assert other != first and export.conversions["onnx"] == before["onnx"] + 2
+
+
+def test_module_export_is_keyed_by_weights(cache_dir: Path) -> None:
+    sub = create_space("elasticvit").min_subnet()
+    a, b = build_subnet(sub, seed=0), build_subnet(sub, seed=1)
+    assert export.weights_hash(a) == export.weights_hash(build_subnet(sub, seed=0))
+    assert export.weights_hash(a) != export.weights_hash(b)
+    pa = export.cache_path(sub.to_json(), "onnx", export.weights_hash(a), "s", cache_dir)
+    pb = export.cache_path(sub.to_json(), "onnx", export.weights_hash(b), "s", cache_dir)
+    assert pa != pb
+
+
+def test_default_cache_dir_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(export.CACHE_ENV, str(tmp_path))
+    assert export.default_cache_dir() == tmp_path
+    monkeypatch.delenv(export.CACHE_ENV)
+    assert export.default_cache_dir() == Path.home() / ".cache" / "mobilevit-nas" / "export"
+
+
+def test_failed_export_leaves_no_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def half_write(module: object, args: object, f: str, **kwargs: object) -> None:
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("crash mid-export")
+
+    monkeypatch.setattr(torch.onnx, "export", half_write)
+    cfg = parse_key("transffn_2_48_2_hard_swish_ln")
+    with pytest.raises(RuntimeError, match="crash"):
+        export.export_block(cfg, "onnx", cache_dir=tmp_path)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_export_restores_train_mode(tmp_path: Path) -> None:
+    cfg = parse_key("transffn_2_48_2_hard_swish_ln")
+    module = build_block(cfg).train()
+    export.export_onnx(module, example_input(cfg), tmp_path / "m.onnx")
+    assert all(m.training for m in module.modules())
+    assert os.path.getsize(tmp_path / "m.onnx") > 0

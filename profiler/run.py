@@ -11,6 +11,7 @@ from pathlib import Path
 from nas._registry import create_space, list_spaces
 from profiler.errors import ProfilerError
 from profiler.plan import plan_blocks
+from profiler.prefetch import default_workers
 from profiler.runners import list_runners
 from profiler.session import ProfileJob, Summary, profile_device
 from profiler.settings import BACKEND_FORMATS, ProtocolSettings, RunSettings
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cpu-mask", help="hex taskset mask (default: the fastest cores, read from the device)")
     ap.add_argument("--max-spread", type=float, default=0.10, help="re-measure when (p90-p10)/median exceeds this")
     ap.add_argument("--seed", type=int, default=0, help="seed of the block order and the budget's pick")
+    ap.add_argument("--export-workers", type=int, default=default_workers(),
+                    help="convert models in this many processes before measuring (1 = convert as we go)")
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap
 
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         # Resolve every device before measuring: unknown, offline, unauthorized fail here in one line.
         targets = [open_target(serial) for serial in resolve_serials(args)]
         jobs = [ProfileJob(t.serial, tuple(plan_for(space, args, t.serial, run)), run, protocol, args.store,
-                           args.benchmark_binary, i) for i, t in enumerate(targets)]
+                           args.benchmark_binary, i, args.export_workers) for i, t in enumerate(targets)]
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,11 +7,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from functools import partial
+
 from tqdm import tqdm
 
 from nas.blocks import BlockCfg
 from profiler.errors import DeviceDisconnected, DeviceOffline, ParseError, ProfilerError, RunnerError, StoreError
 from profiler.fingerprint import EnvSnapshot, needs_cooldown, read_env, read_fingerprint
+from profiler.prefetch import prefetch
 from profiler.protocol import BlockResult, measure_model, timed
 from profiler.runners import create_runner
 from profiler.settings import ProtocolSettings, RunSettings
@@ -30,6 +33,7 @@ class ProfileJob:
     store_path: Path
     benchmark_binary: Path | None = None
     progress_position: int = 0
+    export_workers: int = 1  # >1: convert every block in a process pool before measuring
 
 
 @dataclass
@@ -135,6 +139,9 @@ def profile_device(job: ProfileJob, stop: threading.Event | None = None, target:
     todo = [b for b in job.blocks if b.key not in done]
     summary.skipped = len(job.blocks) - len(todo)
     fmt = job.run.model_format
+    if job.export_workers > 1:
+        prefetch(todo, partial(export_block, fmt=fmt), lambda b: b.key, job.export_workers,
+                 desc=f"{summary.serial} export")
     bar = tqdm(total=len(job.blocks), initial=summary.skipped, desc=summary.serial, unit="block",
                position=job.progress_position, leave=True, dynamic_ncols=True)
     try:

@@ -22,6 +22,24 @@ from predictor.features import TYPE_NAMES
 log = logging.getLogger(__name__)
 
 
+def fit_prior_model(prior: Mapping[str, float], max_entries: int = 800, seed: int = 0) -> AnalyticalModel:
+    """The analytical model of the prior device, fitted on (a seeded subsample of) its LUT."""
+    cfgs, vals = [], []
+    for k, v in prior.items():
+        try:
+            cfgs.append(parse_key(k))
+        except KeyError_:
+            continue  # keys of other spaces or formats carry no information for this model
+        vals.append(float(v))
+    if not cfgs:
+        raise ValueError("the prior LUT has no key this code can parse")
+    y = np.asarray(vals)
+    if len(cfgs) > max_entries:
+        idx = np.sort(np.random.default_rng(seed).choice(len(cfgs), max_entries, replace=False))
+        cfgs, y = [cfgs[i] for i in idx], y[idx]
+    return AnalyticalModel().fit(cfgs, y)
+
+
 class PriorTransfer:
     """sklearn-style: `PriorTransfer(prior).fit(cfgs, latency_ms).predict(cfgs)`.
 
@@ -37,18 +55,6 @@ class PriorTransfer:
         self.max_prior_fit = max_prior_fit  # prior entries used to fit A_prior (fit time grows linearly)
         self.seed = seed
 
-    def _prior_cfgs(self) -> tuple[list[BlockCfg], np.ndarray]:
-        cfgs, vals = [], []
-        for k, v in self.prior.items():
-            try:
-                cfgs.append(parse_key(k))
-            except KeyError_:
-                continue  # keys of other spaces or formats carry no information for this model
-            vals.append(float(v))
-        if not cfgs:
-            raise ValueError("the prior LUT has no key this code can parse")
-        return cfgs, np.asarray(vals)
-
     def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float],
             prior_model: AnalyticalModel | None = None) -> "PriorTransfer":
         """`prior_model`: an analytical model already fitted on the prior (saves refitting it)."""
@@ -56,12 +62,7 @@ class PriorTransfer:
         if len(cfgs) != len(y) or len(y) == 0:
             raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
         if prior_model is None:
-            pc, pv = self._prior_cfgs()
-            rng = np.random.default_rng(self.seed)
-            if len(pc) > self.max_prior_fit:
-                idx = np.sort(rng.choice(len(pc), self.max_prior_fit, replace=False))
-                pc, pv = [pc[i] for i in idx], pv[idx]
-            prior_model = AnalyticalModel().fit(pc, pv)
+            prior_model = fit_prior_model(self.prior, self.max_prior_fit, self.seed)
         self.prior_model_ = prior_model
         self.target_model_ = AnalyticalModel(prior=prior_model, ridge=self.analytical_ridge).fit(cfgs, y)
         lp = self._log_prior(cfgs)

@@ -43,7 +43,8 @@ class LatencyPredictor:
     """sklearn-style block latency predictor: `fit(cfgs, latency_ms)`, `predict(cfgs)`, `save`/`load`.
 
     `prior`: another device's LUT (key -> ms); when given, the base is `PriorTransfer` and the
-    prior's latency is a feature. Below `min_samples_xgb` measurements the trees are skipped and
+    prior's latency is a feature. `bootstrap`: fit on a resample of the data (base included unless
+    a fitted `base` is passed to fit): members of an ensemble whose spread measures uncertainty. Below `min_samples_xgb` measurements the trees are skipped and
     the base alone predicts (a few points cannot train trees without adding noise).
     Fitted attributes: `base_`, `booster_` (None when skipped), `n_samples_`.
     """
@@ -51,7 +52,8 @@ class LatencyPredictor:
     def __init__(self, n_estimators: int = 500, learning_rate: float = 0.05, max_depth: int = 4,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
                  reg_lambda: float = 1.0, target: str = "ratio", prior: Mapping[str, float] | None = None,
-                 min_samples_xgb: int = 60, bootstrap: bool = False, seed: int = 0, n_jobs: int = 1) -> None:
+                 prior_model: AnalyticalModel | None = None, min_samples_xgb: int = 60,
+                 bootstrap: bool = False, seed: int = 0, n_jobs: int = 1) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -61,6 +63,7 @@ class LatencyPredictor:
         self.reg_lambda = reg_lambda
         self.target = target
         self.prior = prior
+        self.prior_model = prior_model  # analytical model already fitted on the prior (saves refits)
         self.min_samples_xgb = min_samples_xgb
         self.bootstrap = bootstrap  # resample the training set (ensemble members for uncertainty)
         self.seed = seed
@@ -74,6 +77,12 @@ class LatencyPredictor:
     # ---- fitting ------------------------------------------------------------------------
     def make_base(self) -> Base:
         return PriorTransfer(self.prior, seed=self.seed) if self.prior is not None else AnalyticalModel()
+
+    def _fit_base(self, cfgs: Sequence[BlockCfg], y: np.ndarray) -> Base:
+        base = self.make_base()
+        if isinstance(base, PriorTransfer):
+            return base.fit(cfgs, y, prior_model=self.prior_model)
+        return base.fit(cfgs, y)
 
     def _features(self, cfgs: Sequence[BlockCfg], log_base: np.ndarray) -> np.ndarray:
         cols = [feature_matrix(cfgs), log_base[:, None]]
@@ -96,18 +105,19 @@ class LatencyPredictor:
             raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
         if np.any(~np.isfinite(y)) or np.any(y <= 0):
             raise ValueError("latencies must be positive and finite")
-        self.base_ = base if base is not None else self.make_base().fit(cfgs, y)
+        cfgs = list(cfgs)
+        if self.bootstrap:
+            idx = np.random.default_rng(self.seed).integers(0, len(y), len(y))
+            cfgs, y = [cfgs[i] for i in idx], y[idx]
+        self.base_ = base if base is not None else self._fit_base(cfgs, y)
         self.n_samples_ = len(y)
         self.booster_: xgb.Booster | None = None
         if len(y) < self.min_samples_xgb:
-            log.info("%d samples < min_samples_xgb=%d: base model only", len(y), self.min_samples_xgb)
+            log.debug("%d samples < min_samples_xgb=%d: base model only", len(y), self.min_samples_xgb)
             return self
         log_base = np.log(self.base_.predict(cfgs))
         feats = self._features(cfgs, log_base)
         target = np.log(y) - log_base if self.target == "ratio" else np.log(y)
-        if self.bootstrap:
-            idx = np.random.default_rng(self.seed).integers(0, len(y), len(y))
-            feats, target = feats[idx], target[idx]
         params = {"objective": "reg:squarederror", "eta": self.learning_rate, "max_depth": self.max_depth,
                   "subsample": self.subsample, "colsample_bytree": self.colsample_bytree,
                   "min_child_weight": self.min_child_weight, "lambda": self.reg_lambda, "seed": self.seed,

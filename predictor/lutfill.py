@@ -1,0 +1,158 @@
+"""Fill a device's LUT from a small measurement budget, scored against a full LUT.
+
+    python -m predictor.lutfill --lut FULL.json --budget 300 --seed S [--prior OTHER.json] --out FILLED.json
+
+FULL.json (flat key -> ms) plays the device: it is only read through the sampler's `measure`
+callback, at most `budget` times. Writes FILLED.json (every reachable block key of the space ->
+ms; measured keys exact), FILLED.train_keys.json (the measured keys, in order) and prints one JSON
+line of metrics: entry-level on the unmeasured reachable keys and subnet-level on 2,000 random
+subnets drawn with the seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from nas._registry import create_space
+from nas.blocks import BlockCfg
+from nas.searchspace import SearchSpace
+from predictor import metrics
+from predictor.lut import Lut, SubnetPredictor, fill_lut
+from predictor.sampler import choose
+from predictor.transfer import fit_prior_model
+from predictor.xgb import LatencyPredictor
+
+log = logging.getLogger(__name__)
+
+N_EVAL_SUBNETS = 2000
+N_WEIGHT_SUBNETS = 5000
+
+
+class LutFillError(RuntimeError):
+    """Expected failure with a one-line message (bad input file, missing keys)."""
+
+
+@dataclass
+class FillResult:
+    lut: Lut
+    train_keys: list[str]
+    predictor: LatencyPredictor
+
+
+def subnet_weights(space: SearchSpace, blocks: list[BlockCfg], rng: random.Random, n: int = N_WEIGHT_SUBNETS) -> dict[str, float]:
+    """How often each block occurs in random subnets: its weight in network latency."""
+    pos = {b.key: i for i, b in enumerate(blocks)}
+    sp = SubnetPredictor(dict.fromkeys(pos, 1.0), space)
+    index, count = sp.indexer.index(sp.indexer.encode([space.sample(rng) for _ in range(n)]))
+    freq = np.bincount(index.ravel() % (len(blocks) + 1), weights=count.ravel(), minlength=len(blocks) + 1)
+    return {b.key: float(freq[i]) for i, b in enumerate(blocks)}
+
+
+def fill(space: SearchSpace, full: Mapping[str, float], budget: int, seed: int,
+         prior: Mapping[str, float] | None = None, device: str = "device", backend: str = "unknown") -> FillResult:
+    """Measure `budget` blocks of `full` through the sampler, predict the rest."""
+    blocks = space.enumerate_blocks()
+    missing = [b.key for b in blocks if b.key not in full]
+    if missing:
+        raise LutFillError(f"the full LUT lacks {len(missing)} reachable keys of space {space.name!r}, e.g. {missing[0]}")
+    calls = {"n": 0}
+
+    def measure(batch: list[BlockCfg]) -> list[float]:
+        calls["n"] += len(batch)
+        if calls["n"] > budget:
+            raise AssertionError(f"sampler asked for {calls['n']} measurements, budget {budget}")
+        return [float(full[b.key]) for b in batch]
+
+    seq = np.random.SeedSequence(seed)
+    s_sampler, s_weights, s_model = seq.spawn(3)
+    weights = subnet_weights(space, blocks, random.Random(int(s_weights.generate_state(1)[0])))
+    if prior is not None:
+        # The prior matters where we predict: keep its entries for this space's blocks.
+        prior = {b.key: float(prior[b.key]) for b in blocks if b.key in prior} or None
+    prior_model = None
+    if prior is not None:
+        prior_model = fit_prior_model(prior, seed=int(s_model.generate_state(1)[0]))
+    t0 = time.perf_counter()
+    measured = choose(blocks, budget, measure, np.random.default_rng(s_sampler), prior, weights=weights,
+                      prior_model=prior_model)
+    log.info("sampled %d blocks in %.1f s", len(measured), time.perf_counter() - t0)
+    train = [b for b in blocks if b.key in measured]
+    model = LatencyPredictor(prior=prior, prior_model=prior_model, seed=seed)
+    model.fit(train, [measured[b.key] for b in train])
+    meta = {"budget": budget, "seed": seed, "prior": prior is not None, "n_measured": len(measured)}
+    lut = fill_lut(device, backend, space, blocks, measured, model, meta)
+    return FillResult(lut, list(measured), model)
+
+
+def evaluate(space: SearchSpace, lut: Lut, full: Mapping[str, float], train_keys: list[str], seed: int,
+             n_subnets: int = N_EVAL_SUBNETS) -> dict[str, dict[str, float]]:
+    """Entry-level on unmeasured keys of `lut`, subnet-level on random subnets drawn with `seed`."""
+    trained = set(train_keys)
+    keys = [k for k in lut.entries if k not in trained]
+    entry = metrics.summary([lut.entries[k].latency_ms for k in keys], [full[k] for k in keys]) if keys else {}
+    rng = random.Random(seed)
+    subnets = [space.sample(rng) for _ in range(n_subnets)]
+    truth = SubnetPredictor(dict(full), space).predict(subnets)
+    pred = SubnetPredictor(lut, space).predict(subnets)
+    return {"entry": entry, "subnet": metrics.summary(pred, truth)}
+
+
+def _read_flat(path: str) -> dict[str, float]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise LutFillError(f"cannot read LUT {path}: {e}") from e
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+        raise LutFillError(f"{path}: expected a flat JSON object key -> ms")
+    return {k: float(v) for k, v in data.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m predictor.lutfill", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lut", required=True, help="full LUT of the device (flat JSON key -> ms)")
+    ap.add_argument("--budget", type=int, required=True, help="number of blocks that may be measured")
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--prior", help="another device's full LUT (flat JSON), known in advance")
+    ap.add_argument("--out", required=True, help="filled LUT, flat JSON key -> ms")
+    ap.add_argument("--space", default="elasticvit")
+    ap.add_argument("--save-lut", help="also write the LUT with per-entry source (measured/predicted)")
+    ap.add_argument("--save-model", help="also write the fitted predictor (JSON)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.budget < 0:
+            raise LutFillError(f"--budget must be >= 0, got {args.budget}")
+        space = create_space(args.space)
+        full = _read_flat(args.lut)
+        prior = _read_flat(args.prior) if args.prior else None
+        res = fill(space, full, args.budget, args.seed, prior, device=Path(args.lut).stem)
+        out = Path(args.out)
+        res.lut.export_nnmeter(out)
+        train_path = out.with_name(out.stem + ".train_keys.json")
+        train_path.write_text(json.dumps(res.train_keys, indent=1))
+        if args.save_lut:
+            res.lut.save(args.save_lut)
+        if args.save_model:
+            res.predictor.save(args.save_model)
+        report = evaluate(space, res.lut, full, res.train_keys, args.seed)
+    except (LutFillError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"budget": args.budget, "seed": args.seed, "prior": args.prior is not None,
+                      "n_measured": len(res.train_keys), "n_keys": len(res.lut.entries), **report}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

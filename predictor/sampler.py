@@ -1,0 +1,188 @@
+"""Budgeted adaptive sampling: which blocks to measure on a new device.
+
+1. Coverage: a share of the budget is spread over block types (by how many blocks a type has and
+   how much of a subnet's latency it carries), and within a type picked space-filling (greedy
+   maximin over the standardised config/cost features), so every corner of each type is seen.
+2. Rounds: fit an ensemble of bootstrapped predictors on what is measured, measure the blocks
+   where the members disagree most (weighted by the block's share of subnet latency), refit.
+The budget is exact: `measure` is never asked for more blocks than `budget` in total.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from nas.blocks import BlockCfg
+from nas.costs import block_features
+from predictor.features import CONFIG_NAMES, feature_matrix, COLUMN_NAMES
+from predictor.transfer import fit_prior_model
+from predictor.xgb import LatencyPredictor
+
+log = logging.getLogger(__name__)
+
+Measure = Callable[[list[BlockCfg]], list[float]]
+_SPACE_COLUMNS = [COLUMN_NAMES.index(n) for n in (*CONFIG_NAMES, "log_macs", "log_total_bytes")]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    coverage_share: float = 0.7  # of the budget, spent space-filling before any model exists
+    rounds: int = 2  # uncertainty rounds after coverage
+    ensemble: int = 5  # bootstrapped predictors per round
+    min_per_type: int = 2  # coverage floor per block type (capped by the type's size)
+    importance_power: float = 0.5  # 0: uncertainty alone; 1: uncertainty x share of subnet latency
+
+
+def _proxy_latency(cfgs: Sequence[BlockCfg], prior: Mapping[str, float] | None) -> np.ndarray:
+    """Device-free stand-in for latency before anything is measured: the prior's value when known,
+    else MACs plus bytes moved (both scale time on any CPU; their relative weight matters little here)."""
+    feats = [block_features(c) for c in cfgs]
+    proxy = np.array([f["macs"] + f["total_bytes"] for f in feats], dtype=float)
+    if prior is not None:
+        known = np.array([c.key in prior for c in cfgs])
+        if known.any():
+            vals = np.array([prior.get(c.key, np.nan) for c in cfgs], dtype=float)
+            # Put the proxy on the prior's scale for blocks the prior lacks.
+            scale = np.nanmedian(vals[known] / proxy[known])
+            proxy = np.where(known, vals, proxy * scale)
+    return proxy
+
+
+def _allocate(types: np.ndarray, importance: np.ndarray, n: int, floor: int) -> dict[str, int]:
+    """Split n picks over types ~ sqrt(count * latency share), at least `floor` each (capped by size)."""
+    names, counts = np.unique(types, return_counts=True)
+    imp = np.array([importance[types == t].sum() for t in names])
+    score = np.sqrt(counts / counts.sum() * imp / imp.sum())
+    alloc = {t: min(int(c), floor) for t, c in zip(names, counts)}
+    left = n - sum(alloc.values())
+    if left < 0:  # budget smaller than the floors: most important types first
+        alloc = dict.fromkeys(names, 0)
+        for i in np.argsort(-imp)[:n]:
+            alloc[names[i]] = 1
+        return alloc
+    room = np.array([counts[i] - alloc[t] for i, t in enumerate(names)], dtype=float)
+    # Largest-remainder apportionment of what is left, respecting each type's size.
+    while left > 0 and room.sum() > 0:
+        share = np.where(room > 0, score, 0.0)
+        want = share / share.sum() * left
+        take = np.minimum(np.floor(want), room).astype(int)
+        if take.sum() == 0:
+            take[int(np.argmax(np.where(room > 0, want, -1)))] = 1
+        for i, t in enumerate(names):
+            alloc[t] += int(take[i])
+        room -= take
+        left -= int(take.sum())
+    return {str(k): int(v) for k, v in alloc.items()}
+
+
+def _maximin(points: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
+    """Greedy farthest-point selection from a random start (space-filling, deterministic per rng)."""
+    if n <= 0:
+        return []
+    sd = points.std(0)
+    z = (points - points.mean(0)) / np.where(sd > 0, sd, 1.0)
+    chosen = [int(rng.integers(len(z)))]
+    dist = ((z - z[chosen[0]]) ** 2).sum(1)
+    while len(chosen) < min(n, len(z)):
+        j = int(np.argmax(dist))
+        chosen.append(j)
+        dist = np.minimum(dist, ((z - z[j]) ** 2).sum(1))
+    return chosen
+
+
+def _coverage(cfgs: list[BlockCfg], n: int, importance: np.ndarray, prior: Mapping[str, float] | None,
+              rng: np.random.Generator, floor: int) -> list[int]:
+    types = np.array([c.type for c in cfgs])
+    space = feature_matrix(cfgs)[:, _SPACE_COLUMNS]
+    if prior is not None:
+        space = np.column_stack([space, np.log(_proxy_latency(cfgs, prior))])
+    picks: list[int] = []
+    for t, k in sorted(_allocate(types, importance, n, floor).items()):
+        idx = np.flatnonzero(types == t)
+        picks.extend(int(idx[j]) for j in _maximin(space[idx], k, rng))
+    return picks
+
+
+def _ensemble_spread(cfgs: list[BlockCfg], measured: dict[str, float], todo: list[int],
+                     prior: Mapping[str, float] | None, prior_model, cfg: SamplerConfig,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean prediction and spread (std of log predictions) of a bootstrap ensemble on `todo`."""
+    train = [c for c in cfgs if c.key in measured]
+    y = np.array([measured[c.key] for c in train])
+    shared = LatencyPredictor(prior=prior, prior_model=prior_model, seed=int(rng.integers(2**31)))
+    # Members share one base model once trees carry the fit (the base is the slow part); with few
+    # samples the base is all there is, so each member refits it on its own resample.
+    base = shared._fit_base(train, y) if len(y) >= shared.min_samples_xgb else None
+    targets = [cfgs[i] for i in todo]
+    logs = []
+    for _ in range(cfg.ensemble):
+        m = LatencyPredictor(prior=prior, prior_model=prior_model, bootstrap=True, seed=int(rng.integers(2**31)))
+        logs.append(np.log(m.fit(train, y, base=base).predict(targets)))
+    stack = np.array(logs)
+    return np.exp(stack.mean(0)), stack.std(0)
+
+
+def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: np.random.Generator,
+           prior: Mapping[str, float] | None = None, *, weights: Mapping[str, float] | None = None,
+           config: SamplerConfig = SamplerConfig(), prior_model=None) -> dict[str, float]:
+    """Measure at most `budget` of `candidates` (exactly min(budget, #distinct candidates)).
+
+    `weights`: key -> how often the block occurs in subnets (default 1 each); `prior`: another
+    device's LUT (key -> ms) used for coverage features and as the predictor's base;
+    `prior_model`: the prior's fitted `AnalyticalModel` if the caller has one (else fitted here).
+    Returns {key: measured ms} in measurement order.
+    """
+    uniq: dict[str, BlockCfg] = {}
+    for c in candidates:
+        uniq.setdefault(c.key, c)
+    cfgs = list(uniq.values())
+    budget = max(0, min(int(budget), len(cfgs)))
+    measured: dict[str, float] = {}
+    if budget == 0:
+        return measured
+
+    def do_measure(idx: list[int]) -> None:
+        idx = idx[: budget - len(measured)]
+        if not idx:
+            return
+        batch = [cfgs[i] for i in idx]
+        values = list(measure(batch))
+        if len(values) != len(batch):
+            raise ValueError(f"measure returned {len(values)} values for {len(batch)} blocks")
+        for c, v in zip(batch, values):
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"measure returned {v!r} for {c.key}: latencies must be positive and finite")
+            measured[c.key] = float(v)
+
+    w = np.array([1.0 if weights is None else float(weights.get(c.key, 0.0)) for c in cfgs])
+    importance = w * _proxy_latency(cfgs, prior)
+    n_cov = min(budget, max(math.ceil(config.coverage_share * budget), 1))
+    if config.rounds == 0:
+        n_cov = budget
+    do_measure(_coverage(cfgs, n_cov, importance, prior, rng, config.min_per_type))
+    log.info("coverage: %d measured", len(measured))
+
+    if prior is not None and prior_model is None and config.rounds > 0:
+        prior_model = fit_prior_model(prior, seed=int(rng.integers(2**31)))
+    for r in range(config.rounds):
+        left = budget - len(measured)
+        if left <= 0:
+            break
+        todo = [i for i, c in enumerate(cfgs) if c.key not in measured]
+        n = math.ceil(left / (config.rounds - r))
+        mean, spread = _ensemble_spread(cfgs, measured, todo, prior, prior_model, config, rng)
+        imp = w[todo] * mean
+        imp = imp / imp.mean() if imp.mean() > 0 else np.ones_like(imp)
+        score = spread * imp ** config.importance_power
+        order = np.argsort(-score, kind="stable")
+        do_measure([todo[i] for i in order[:n]])
+        log.info("round %d: %d measured (max spread %.3f)", r + 1, len(measured), float(spread.max()))
+    if len(measured) < budget:  # rounds=0 or rounding: fill with coverage of the rest
+        todo = [i for i, c in enumerate(cfgs) if c.key not in measured]
+        sub = [cfgs[i] for i in todo]
+        do_measure([todo[i] for i in _coverage(sub, budget - len(measured), importance[todo], prior, rng, 0)])
+    return measured

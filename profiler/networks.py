@@ -5,10 +5,13 @@ import hashlib
 import time
 from typing import Sequence
 
+from functools import partial
+
 from tqdm import tqdm
 
 from nas.subnet import Subnet
 from profiler.errors import DeviceDisconnected, DeviceOffline, ParseError, RunnerError
+from profiler.prefetch import prefetch
 from profiler.protocol import timed
 from profiler.session import DeviceSession, ProfileJob
 
@@ -28,6 +31,9 @@ def measure_subnets(job: ProfileJob, subnets: Sequence[Subnet], stage_names: tup
     try:
         done = sess.measured(KIND)
         todo = [s for s in subnets if subnet_key(s) not in done]
+        if job.export_workers > 1:
+            prefetch(todo, partial(export_subnet, fmt=job.run.model_format), subnet_key, job.export_workers,
+                     desc=f"{sess.target.serial} export networks")
         bar = tqdm(total=len(subnets), initial=len(subnets) - len(todo), desc=f"{sess.target.serial} networks",
                    unit="net", dynamic_ncols=True)
         for i, sub in enumerate(todo):

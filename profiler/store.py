@@ -65,6 +65,12 @@ CREATE TABLE IF NOT EXISTS failures (
     error TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS validations (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL REFERENCES devices(id),
+    at REAL NOT NULL,
+    report_json TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS env_snapshots (
     id INTEGER PRIMARY KEY,
     run_id INTEGER REFERENCES runs(id),
@@ -183,6 +189,10 @@ class Store:
     def add_snapshot(self, device_id: int, run_id: int | None, phase: str, snapshot: dict[str, Any]) -> None:
         self._write("INSERT INTO env_snapshots (run_id, device_id, at, phase, snapshot_json) VALUES (?,?,?,?,?)",
                     (run_id, device_id, time.time(), phase, json.dumps(snapshot, sort_keys=True)))
+
+    def add_validation(self, device_id: int, report: dict[str, Any]) -> None:
+        self._write("INSERT INTO validations (device_id, at, report_json) VALUES (?,?,?)",
+                    (device_id, time.time(), json.dumps(report, sort_keys=True)))
 
     def rows(self, kind: str | None = None) -> Iterator[dict[str, Any]]:
         """Every measurement joined with its device, as plain dicts (export, predictor)."""

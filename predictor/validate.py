@@ -1,0 +1,193 @@
+"""`python -m predictor.validate`: predicted vs measured latency of whole exported subnets.
+
+    python -m predictor.validate --serial local --store PATH --n 30 --json OUT.json
+
+Fits the predictor to the device's block measurements in the store, fills the LUT, samples `n`
+subnets spread over the MACs range, exports and measures each whole subnet on the device, and
+reports RMSE, MAPE, ±5% and ±10% accuracy of the block-sum prediction (and of the block sum with a
+network-level correction, cross-validated), the noise floor (the spread of the same network
+measured repeatedly) and a predicted-vs-measured scatter plot. Everything is kept in the store.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from nas._registry import create_space
+from nas.blocks import parse_key
+from nas.costs import subnet_features
+from nas.searchspace import SearchSpace
+from nas.subnet import Subnet
+from predictor import metrics
+from predictor.lut import Lut, NetworkCorrection, SubnetPredictor, fill_lut
+from predictor.xgb import LatencyPredictor
+from profiler.errors import ProfilerError
+from profiler.networks import measure_subnets, subnet_key
+from profiler.prefetch import default_workers
+from profiler.session import ProfileJob
+from profiler.settings import ProtocolSettings, RunSettings
+from profiler.store import DEFAULT_STORE, Store
+from profiler.targets import open_target
+
+log = logging.getLogger("predictor.validate")
+MIN_BLOCKS = 20
+
+
+def spread_over_macs(space: SearchSpace, n: int, rng: random.Random, pool_factor: int = 40) -> list[Subnet]:
+    """n distinct subnets whose MACs cover the space's range evenly (one per MACs quantile bin)."""
+    pool = list({space.sample(rng) for _ in range(max(n * pool_factor, 200))})
+    macs = np.array([subnet_features(space.blocks_of(s))["macs"] for s in pool])
+    order = np.argsort(macs)
+    picks = np.linspace(0, len(pool) - 1, n).round().astype(int)
+    return [pool[order[i]] for i in dict.fromkeys(picks)]
+
+
+def fit_lut(space: SearchSpace, measured: dict[str, float], device: str, backend: str, seed: int) -> Lut:
+    blocks = space.enumerate_blocks()
+    train = [b for b in blocks if b.key in measured]
+    if len(train) < MIN_BLOCKS:
+        raise ProfilerError(f"only {len(train)} measured blocks of space {space.name!r} for {device} "
+                            f"(need {MIN_BLOCKS}+): run `python -m profiler.run --serial {device} --budget 300` first")
+    model = LatencyPredictor(seed=seed).fit(train, [measured[b.key] for b in train])
+    return fill_lut(device, backend, space, blocks, {b.key: measured[b.key] for b in train}, model,
+                    {"n_measured": len(train)})
+
+
+def cross_validated_correction(sums: np.ndarray, truth: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Out-of-fold predictions of sum -> network latency (no subnet is scored by a fit that saw it)."""
+    out = np.empty_like(sums)
+    idx = rng.permutation(len(sums))
+    for f in range(folds):
+        test = idx[f::folds]
+        train = np.setdiff1d(idx, test)
+        out[test] = NetworkCorrection().fit(sums[train], truth[train]).predict(sums[test])
+    return out
+
+
+def scatter_plot(pred: np.ndarray, truth: np.ndarray, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    hi = float(max(pred.max(), truth.max())) * 1.05
+    xs = np.linspace(0, hi, 50)
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="tab:green", alpha=0.12, label="±10%")
+    ax.fill_between(xs, xs * 0.95, xs * 1.05, color="tab:green", alpha=0.2, label="±5%")
+    ax.plot(xs, xs, color="black", lw=0.8)
+    ax.scatter(truth, pred, s=14, color="tab:blue", label="subnets")
+    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)", title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def noise_floor(job: ProfileJob, subnets: list[Subnet], repeats: int) -> dict[str, float]:
+    """Spread of the same networks measured `repeats` times: the accuracy no predictor can beat."""
+    from nas.export import export_subnet
+    from profiler.protocol import measure_model
+    from profiler.session import DeviceSession
+
+    sess = DeviceSession(job)
+    cvs, ranges = [], []
+    try:
+        for sub in subnets:
+            model = export_subnet(sub, job.run.model_format)
+            meds = [measure_model(sess.target, sess.runner, model, job.run, job.protocol, sess.mask).stats["median_ms"]
+                    for _ in range(repeats)]
+            cvs.append(statistics.pstdev(meds) / statistics.fmean(meds))
+            ranges.append((max(meds) - min(meds)) / statistics.median(meds))
+    finally:
+        sess.close()
+    return {"networks": len(subnets), "repeats": repeats, "mean_cv": float(np.mean(cvs)),
+            "max_range": float(np.max(ranges))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m predictor.validate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--serial", help="device serial ('local' = this host); default: the single attached device")
+    ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    ap.add_argument("--space", default="elasticvit")
+    ap.add_argument("--n", type=int, default=100, help="number of subnets to export and measure")
+    ap.add_argument("--json", type=Path, help="write the report here")
+    ap.add_argument("--plot", type=Path, help="scatter plot PNG (default: next to --json, or measurements/)")
+    ap.add_argument("--lut-out", type=Path, help="write the filled LUT (nn-Meter flat JSON; sources next to it)")
+    ap.add_argument("--runner", default="linux-python")
+    ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--noise-networks", type=int, default=3, help="networks re-measured for the noise floor")
+    ap.add_argument("--noise-repeats", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export-workers", type=int, default=default_workers())
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = validate(args)
+    except (ProfilerError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: report[k] for k in ("n", "acc10", "acc5", "mape", "rmse_ms")} |
+                     {"corrected": report["corrected"], "noise_floor": report["noise_floor"]}))
+    return 0
+
+
+def validate(args: argparse.Namespace) -> dict:
+    space = create_space(args.space)
+    if args.n < 2:
+        raise ValueError("--n must be at least 2")
+    target = open_target(args.serial)
+    serial = target.serial
+    run = RunSettings(runner=args.runner, backend=args.backend, threads=args.threads, num_runs=args.runs)
+    job = ProfileJob(serial, (), run, ProtocolSettings(seed=args.seed), args.store, None, 0, args.export_workers)
+    with Store(args.store) as store:
+        measured = store.latencies(serial, run.runner, run.backend, run.threads)
+    lut = fit_lut(space, measured, serial, run.backend, args.seed)
+    if args.lut_out:
+        lut.export_nnmeter(args.lut_out)
+        lut.save(args.lut_out.with_suffix(".sources.json"))
+    subnets = spread_over_macs(space, args.n, random.Random(args.seed))
+    truth_by_key = measure_subnets(job, subnets, space.stage_names)
+    subnets = [s for s in subnets if subnet_key(s) in truth_by_key]
+    if len(subnets) < 2:
+        raise ProfilerError("fewer than 2 subnets could be measured; see the store's failures table")
+    truth = np.array([truth_by_key[subnet_key(s)] for s in subnets])
+    sums = SubnetPredictor(lut, space).predict(subnets)
+    report: dict = {"device": serial, "space": space.name, "n": len(subnets), **metrics.summary(sums, truth)}
+    folds = min(5, len(subnets))
+    corrected = cross_validated_correction(sums, truth, folds, np.random.default_rng(args.seed))
+    report["corrected"] = {"folds": folds, **metrics.summary(corrected, truth)}
+    report["correction_all"] = NetworkCorrection().fit(sums, truth).get_state()
+    noise_job = replace(job, export_workers=1)
+    report["noise_floor"] = noise_floor(noise_job, subnets[:: max(1, len(subnets) // args.noise_networks)][:args.noise_networks],
+                                        args.noise_repeats) if args.noise_networks > 0 else None
+    report["lut"] = {"measured": lut.count("measured"), "predicted": lut.count("predicted")}
+    report["settings"] = {"run": run.to_dict(), "seed": args.seed}
+    report["pairs"] = [{"subnet": subnet_key(s), "mmacs": subnet_features(space.blocks_of(s))["macs"] / 1e6,
+                        "predicted_ms": float(p), "measured_ms": float(t)} for s, p, t in zip(subnets, sums, truth)]
+    plot = args.plot or (args.json.with_suffix(".png") if args.json else Path("measurements") / f"validate_{serial.replace(':', '_')}.png")
+    scatter_plot(sums, truth, f"{serial}: ±10% {100 * report['acc10']:.0f}%, ±5% {100 * report['acc5']:.0f}%, "
+                 f"MAPE {100 * report['mape']:.1f}%", plot)
+    report["plot"] = str(plot)
+    with Store(args.store) as store:
+        device_id = next(d["id"] for d in reversed(store.devices()) if d["serial"] == serial)
+        store.add_validation(device_id, report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""predictor.validate end to end on this host: profile, fill, export whole subnets, measure, compare."""
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas._registry import create_space
+from nas.costs import subnet_features
+from predictor.validate import cross_validated_correction, main as validate_main, spread_over_macs
+from profiler.run import main as run_main
+
+
+def test_subnets_spread_over_macs_range():
+    space = create_space("elasticvit")
+    subs = spread_over_macs(space, 10, random.Random(0))
+    macs = [subnet_features(space.blocks_of(s))["macs"] for s in subs]
+    assert len(set(subs)) == 10 and macs == sorted(macs)
+    assert macs[-1] > 5 * macs[0]  # covers small to large networks
+
+
+def test_cross_validated_correction_recovers_a_linear_overhead():
+    rng = np.random.default_rng(0)
+    sums = rng.uniform(5, 50, 40)
+    truth = 1.1 * sums + 2.0
+    pred = cross_validated_correction(sums, truth, 5, rng)
+    assert np.allclose(pred, truth, rtol=1e-9)
+
+
+def test_validate_refuses_without_measurements(tmp_path: Path, capsys):
+    assert validate_main(["--serial", "local", "--store", str(tmp_path / "m.sqlite"), "--n", "2"]) == 2
+    assert "profiler.run --serial local --budget" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_validate_on_this_host(tmp_path: Path, capsys):
+    store = tmp_path / "m.sqlite"
+    assert run_main(["--serial", "local", "--budget", "24", "--store", str(store), "--runs", "5", "--warmup", "1"]) == 0
+    out = tmp_path / "report.json"
+    assert validate_main(["--serial", "local", "--store", str(store), "--n", "2", "--runs", "5", "--json", str(out),
+                          "--noise-networks", "1", "--noise-repeats", "2", "--lut-out", str(tmp_path / "lut.json")]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = json.loads(out.read_text())
+    assert {"n", "acc10", "acc5", "mape", "rmse_ms"} <= set(report) and report["n"] == 2
+    assert line["n"] == 2 and 0 <= line["acc10"] <= 1
+    assert all(p["measured_ms"] > 0 and p["predicted_ms"] > 0 for p in report["pairs"])
+    assert Path(report["plot"]).stat().st_size > 10_000
+    assert report["noise_floor"]["repeats"] == 2
+    assert len(json.loads((tmp_path / "lut.json").read_text())) == 3073
+    with sqlite3.connect(store) as c:
+        assert c.execute("SELECT COUNT(*) FROM validations").fetchone()[0] == 1
+        assert c.execute("SELECT COUNT(*) FROM measurements WHERE kind='network'").fetchone()[0] == 2

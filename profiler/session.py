@@ -71,6 +71,7 @@ class DeviceSession:
                          "runner_info": self.runner_info, "fingerprint": self.fingerprint.identity(),
                          "governors": list(self.fingerprint.governors)}
         self.run_id = self.store.start_run(self.device_id, self.settings)
+        self.since_cooldown = 0
         self.baseline: EnvSnapshot = read_env(self.target)
         self.store.add_snapshot(self.device_id, self.run_id, "baseline", self.baseline.raw)
 
@@ -125,53 +126,77 @@ class DeviceSession:
         self.store.close()
 
 
-def profile_device(job: ProfileJob, stop: threading.Event | None = None, target: Target | None = None) -> Summary:
-    t0 = time.time()
-    summary = Summary(serial=job.serial or "?", total=len(job.blocks))
+class RunStopped(Exception):
+    """The run cannot go on (device lost for good, or interrupted); what is measured is stored."""
+
+
+def measure_blocks(sess: DeviceSession, cfgs: list[BlockCfg], summary: Summary, bar: tqdm,
+                   stop: threading.Event | None) -> dict[str, float]:
+    """Export (in a pool when asked), measure and store each block; failures are recorded and skipped.
+
+    Returns key -> latency_ms of the blocks measured now. Raises RunStopped on a lasting disconnect."""
+    from nas.export import export_block  # torch and the converters load only once a device is ready
+
+    job = sess.job
+    fmt = job.run.model_format
+    if job.export_workers > 1 and len(cfgs) > 1:
+        prefetch(cfgs, partial(export_block, fmt=fmt), lambda b: b.key, job.export_workers,
+                 desc=f"{summary.serial} export")
+    out: dict[str, float] = {}
+    for cfg in cfgs:
+        if stop is not None and stop.is_set():
+            raise RunStopped("interrupted")
+        sess.since_cooldown += 1
+        if sess.since_cooldown > job.protocol.batch_size:
+            sess.cool_down()
+            sess.since_cooldown = 1
+        started = time.time()
+        try:
+            model, export_s = timed(lambda: export_block(cfg, fmt))
+            res = sess.measure(model, export_s)
+        except StoreError:
+            raise
+        except (DeviceDisconnected, DeviceOffline) as e:
+            raise RunStopped(f"{e}; {summary.measured} blocks of this run are stored, re-run to resume") from e
+        except Exception as e:  # noqa: BLE001 - one broken block (parse error, conversion bug) must not stop the run
+            err = str(e) if isinstance(e, (ParseError, RunnerError)) else f"{type(e).__name__}: {e}"
+            summary.failed += 1
+            summary.failures.append(f"{cfg.key}: {err}")
+            sess.record_failure("block", cfg.key, err)
+        else:
+            sess.store_result("block", cfg.key, res, started)
+            summary.measured += 1
+            out[cfg.key] = res.stats["median_ms"]
+        bar.update(1)
+    return out
+
+
+def open_session(job: ProfileJob, target: Target | None, summary: Summary) -> DeviceSession | None:
     try:
         sess = DeviceSession(job, target)
     except ProfilerError as e:
         summary.error = str(e)
-        return summary
+        return None
     summary.serial = sess.target.serial
-    from nas.export import export_block  # torch and the converters load only once a device is ready
+    return sess
+
+
+def profile_device(job: ProfileJob, stop: threading.Event | None = None, target: Target | None = None) -> Summary:
+    """Measure every block of the job not yet in the store."""
+    t0 = time.time()
+    summary = Summary(serial=job.serial or "?", total=len(job.blocks))
+    sess = open_session(job, target, summary)
+    if sess is None:
+        return summary
     done = sess.measured()
     todo = [b for b in job.blocks if b.key not in done]
     summary.skipped = len(job.blocks) - len(todo)
-    fmt = job.run.model_format
-    if job.export_workers > 1:
-        prefetch(todo, partial(export_block, fmt=fmt), lambda b: b.key, job.export_workers,
-                 desc=f"{summary.serial} export")
     bar = tqdm(total=len(job.blocks), initial=summary.skipped, desc=summary.serial, unit="block",
                position=job.progress_position, leave=True, dynamic_ncols=True)
     try:
-        for i, cfg in enumerate(todo):
-            if stop is not None and stop.is_set():
-                summary.error = "interrupted"
-                break
-            if i and i % job.protocol.batch_size == 0:
-                sess.cool_down()
-            started = time.time()
-            try:
-                model, export_s = timed(lambda: export_block(cfg, fmt))
-                res = sess.measure(model, export_s)
-            except (ParseError, RunnerError) as e:
-                summary.failed += 1
-                summary.failures.append(f"{cfg.key}: {e}")
-                sess.record_failure("block", cfg.key, str(e))
-            except StoreError:
-                raise
-            except (DeviceDisconnected, DeviceOffline) as e:
-                summary.error = f"{e}; {summary.measured} blocks of this run are stored, re-run to resume"
-                break
-            except Exception as e:  # noqa: BLE001 - one broken block (e.g. a conversion bug) must not stop the run
-                summary.failed += 1
-                summary.failures.append(f"{cfg.key}: {type(e).__name__}: {e}")
-                sess.record_failure("block", cfg.key, f"{type(e).__name__}: {e}")
-            else:
-                sess.store_result("block", cfg.key, res, started)
-                summary.measured += 1
-            bar.update(1)
+        measure_blocks(sess, todo, summary, bar, stop)
+    except RunStopped as e:
+        summary.error = str(e)
     finally:
         bar.close()
         sess.close()

@@ -6,10 +6,12 @@ import logging
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from nas._registry import create_space, list_spaces
 from profiler.errors import ProfilerError
+from profiler.adaptive import profile_adaptive
 from profiler.plan import plan_blocks
 from profiler.prefetch import default_workers
 from profiler.runners import list_runners
@@ -39,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cpu-mask", help="hex taskset mask (default: the fastest cores, read from the device)")
     ap.add_argument("--max-spread", type=float, default=0.10, help="re-measure when (p90-p10)/median exceeds this")
     ap.add_argument("--seed", type=int, default=0, help="seed of the block order and the budget's pick")
+    ap.add_argument("--pick", choices=["adaptive", "random"], default="adaptive",
+                    help="with --budget: the predictor's sampler (coverage, then where it is least certain) "
+                         "or a seeded random pick")
     ap.add_argument("--export-workers", type=int, default=default_workers(),
                     help="convert models in this many processes before measuring (1 = convert as we go)")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -66,18 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         Store(args.store).close()  # fail early, with one line, on a corrupt store
         # Resolve every device before measuring: unknown, offline, unauthorized fail here in one line.
         targets = [open_target(serial) for serial in resolve_serials(args)]
-        jobs = [ProfileJob(t.serial, tuple(plan_for(space, args, t.serial, run)), run, protocol, args.store,
-                           args.benchmark_binary, i, args.export_workers) for i, t in enumerate(targets)]
+        adaptive = args.budget is not None and args.pick == "adaptive"
+        jobs = [ProfileJob(t.serial, () if adaptive else tuple(plan_for(space, args, t.serial, run)), run, protocol,
+                           args.store, args.benchmark_binary, i, args.export_workers) for i, t in enumerate(targets)]
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     stop = threading.Event()
+    work = partial(profile_adaptive, space=space, budget=args.budget) if adaptive else profile_device
     try:
         if len(jobs) == 1:
-            summaries = [profile_device(jobs[0], stop, targets[0])]
+            summaries = [work(jobs[0], stop=stop, target=targets[0])]
         else:
             with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-                futures = [pool.submit(profile_device, j, stop, t) for j, t in zip(jobs, targets)]
+                futures = [pool.submit(work, j, stop=stop, target=t) for j, t in zip(jobs, targets)]
                 try:
                     summaries = [f.result() for f in futures]
                 except KeyboardInterrupt:

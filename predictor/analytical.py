@@ -193,6 +193,19 @@ class AnalyticalModel:
             return np.zeros(0)
         return self._predict_tab(op_table(cfgs))
 
+    @classmethod
+    def from_params(cls, params: dict[str, float], simd_width: int, threads: int,
+                    sharpness: float = 6.0) -> "AnalyticalModel":
+        """A model with given constants (names as in `params_`): synthetic devices, tests."""
+        theta = np.empty(_N_PARAMS)
+        for i, k in enumerate(OP_KINDS):
+            theta[i] = np.log(params[f"peak_{k}"])
+            theta[_NK + i] = np.log(params[f"overhead_ms_{k}"])
+        theta[_P_BWC], theta[_P_BWD] = np.log(params["bw_cache"]), np.log(params["bw_dram"])
+        theta[_P_CACHE], theta[_P_INVOKE] = np.log(params["cache_bytes"]), np.log(params["invoke_ms"])
+        return cls.from_state({"theta": theta.tolist(), "simd_width": simd_width, "threads": threads,
+                               "sharpness": sharpness, "op_kinds": list(OP_KINDS), "train_mape": 0.0})
+
     # ---- persistence (plain JSON-able state; the xgb predictor embeds it) -------------
     def get_state(self) -> dict:
         self._check_fitted()

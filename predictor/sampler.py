@@ -5,6 +5,7 @@
    maximin over the standardised config/cost features), so every corner of each type is seen.
 2. Rounds: fit an ensemble of bootstrapped predictors on what is measured, measure the blocks
    where the members disagree most (weighted by the block's share of subnet latency), refit.
+   Only when coverage alone reaches the predictor's tree threshold (small budgets: coverage only).
 The budget is exact: `measure` is never asked for more blocks than `budget` in total.
 """
 from __future__ import annotations
@@ -161,7 +162,10 @@ def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: n
     w = np.array([1.0 if weights is None else float(weights.get(c.key, 0.0)) for c in cfgs])
     importance = w * _proxy_latency(cfgs, prior)
     n_cov = min(budget, max(math.ceil(config.coverage_share * budget), 1))
-    if config.rounds == 0:
+    if config.rounds == 0 or n_cov < LatencyPredictor().min_samples_xgb:
+        # Below the tree threshold the predictor is a few-parameter regression: its bootstrap spread
+        # mostly flags high-leverage extremes, and chasing them biases the fit; space-filling is
+        # already a good design for such a model, so spend the whole budget on coverage.
         n_cov = budget
     do_measure(_coverage(cfgs, n_cov, importance, prior, rng, config.min_per_type))
     log.info("coverage: %d measured", len(measured))

@@ -96,3 +96,16 @@ def test_missing_benchmark_binary_is_one_line_error(tmp_path: Path):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "does not run" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_no_adb_server_is_one_line_error(tmp_path: Path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "ADBUTILS_ADB_PATH": str(tmp_path / "no-adb")}
+    r = subprocess.run([sys.executable, "-m", "profiler.run", "--budget", "1", "--store", str(tmp_path / "m.sqlite")],
+                       cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: no adb server reachable") and "Traceback" not in r.stderr

@@ -27,6 +27,7 @@ from nas._registry import create_space  # noqa: E402
 from predictor.baselines import FlopsLinear, NnMeterRF, PlainXGB, TypeRescale  # noqa: E402
 from predictor.lut import fill_lut  # noqa: E402
 from predictor.lutfill import evaluate, fill  # noqa: E402
+from predictor.analytical import AnalyticalModel  # noqa: E402
 from predictor.xgb import LatencyPredictor  # noqa: E402
 
 TARGETS = {"entry_acc10": 0.90, "subnet_acc10": 0.995, "subnet_acc5": 0.95}
@@ -47,6 +48,34 @@ def score(space, blocks, full, model, keys, seed) -> dict[str, float]:
     model.fit(train, [full[b.key] for b in train])
     lut = fill_lut("bench", "bench", space, blocks, {k: full[k] for k in keys}, model)
     return flat_scores(evaluate(space, lut, full, list(keys), seed))
+
+
+class PerTypeXGB:
+    """Ablation: the same ratio-to-analytical XGBoost, one model per block type (shared base)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def fit(self, cfgs, latency_ms):
+        y = np.asarray(latency_ms, dtype=float)
+        base = AnalyticalModel().fit(cfgs, y)
+        types = np.array([c.type for c in cfgs])
+        self.models_ = {}
+        for t in np.unique(types):
+            idx = np.flatnonzero(types == t)
+            self.models_[t] = LatencyPredictor(seed=self.seed, min_samples_xgb=10).fit(
+                [cfgs[i] for i in idx], y[idx], base=base)
+        self.base_ = base
+        return self
+
+    def predict(self, cfgs):
+        out = self.base_.predict(cfgs)
+        types = np.array([c.type for c in cfgs])
+        for t, m in self.models_.items():
+            idx = np.flatnonzero(types == t)
+            if len(idx):
+                out[idx] = m.predict([cfgs[i] for i in idx])
+        return out
 
 
 def random_keys(blocks, n: int, seed: int) -> list[str]:
@@ -73,6 +102,8 @@ def main() -> int:
     ap.add_argument("--transfer-budget", type=int, default=30)
     ap.add_argument("--space", default="elasticvit")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lutfill.md"))
+    ap.add_argument("--no-ablation", dest="ablation", action="store_false",
+                    help="skip the model ablations (target transform, per-type models)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     space = create_space(args.space)
@@ -96,6 +127,12 @@ def main() -> int:
             rnd = random_keys(blocks, args.budget, seed)
             rows.setdefault("ours, model only, random keys", []).append(
                 score(space, blocks, full, LatencyPredictor(seed=seed), rnd, seed))
+            if args.ablation:
+                for name, model in (("ablation: analytical model alone, random keys", AnalyticalModel()),
+                                    ("ablation: XGB on log latency (+ analytical estimate), random keys",
+                                     LatencyPredictor(seed=seed, target="log")),
+                                    ("ablation: XGB ratio, one model per type, random keys", PerTypeXGB(seed))):
+                    rows.setdefault(name, []).append(score(space, blocks, full, model, rnd, seed))
             for name, make in (("FLOPs-linear per type", FlopsLinear),
                                ("nn-Meter RF per type", lambda: NnMeterRF(seed=seed, n_jobs=2)),
                                ("plain XGBoost on config", lambda: PlainXGB(seed=seed, n_jobs=2))):

@@ -130,6 +130,12 @@ class NetworkCorrection:
     def get_state(self) -> dict:
         return {"scale": float(self.scale_), "offset_ms": float(self.offset_ms_)}
 
+    @classmethod
+    def from_state(cls, state: dict) -> "NetworkCorrection":
+        m = cls()
+        m.scale_, m.offset_ms_ = float(state["scale"]), float(state["offset_ms"])
+        return m
+
 
 class SubnetPredictor:
     """Precomputed index over one LUT; `predict(subnets)` sums entries in numpy."""

@@ -117,7 +117,7 @@ def _ensemble_spread(cfgs: list[BlockCfg], measured: dict[str, float], todo: lis
     shared = LatencyPredictor(prior=prior, prior_model=prior_model, seed=int(rng.integers(2**31)))
     # Members share one base model once trees carry the fit (the base is the slow part); with few
     # samples the base is all there is, so each member refits it on its own resample.
-    base = shared._fit_base(train, y) if len(y) >= shared.min_samples_xgb else None
+    base = shared.fit_base(train, y) if len(y) >= shared.min_samples_xgb else None
     targets = [cfgs[i] for i in todo]
     logs = []
     for _ in range(cfg.ensemble):

@@ -78,7 +78,7 @@ class LatencyPredictor:
     def make_base(self) -> Base:
         return PriorTransfer(self.prior, seed=self.seed) if self.prior is not None else AnalyticalModel()
 
-    def _fit_base(self, cfgs: Sequence[BlockCfg], y: np.ndarray) -> Base:
+    def fit_base(self, cfgs: Sequence[BlockCfg], y: np.ndarray) -> Base:
         base = self.make_base()
         if isinstance(base, PriorTransfer):
             return base.fit(cfgs, y, prior_model=self.prior_model)
@@ -109,7 +109,7 @@ class LatencyPredictor:
         if self.bootstrap:
             idx = np.random.default_rng(self.seed).integers(0, len(y), len(y))
             cfgs, y = [cfgs[i] for i in idx], y[idx]
-        self.base_ = base if base is not None else self._fit_base(cfgs, y)
+        self.base_ = base if base is not None else self.fit_base(cfgs, y)
         self.n_samples_ = len(y)
         self.booster_: xgb.Booster | None = None
         if len(y) < self.min_samples_xgb:

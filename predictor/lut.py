@@ -116,8 +116,11 @@ class NetworkCorrection:
 
     def fit(self, sum_ms: Sequence[float], measured_ms: Sequence[float]) -> "NetworkCorrection":
         s, y = np.asarray(sum_ms, dtype=float), np.asarray(measured_ms, dtype=float)
-        if len(s) != len(y) or len(y) < 2:
-            raise ValueError("need at least two (sum, measured) network pairs of equal length")
+        if len(s) != len(y) or len(y) == 0:
+            raise ValueError(f"need (sum, measured) network pairs of equal length (got {len(s)} and {len(y)})")
+        if len(y) == 1:  # one network fixes a scale but not an offset: stay proportional
+            self.scale_, self.offset_ms_ = float(y[0] / s[0]), 0.0
+            return self
         a = np.column_stack([s, np.ones_like(s)]) / y[:, None]  # relative residuals: divide rows by y
         (self.scale_, self.offset_ms_), *_ = np.linalg.lstsq(a, np.ones_like(y), rcond=None)
         return self

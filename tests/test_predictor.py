@@ -127,6 +127,8 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     np.testing.assert_allclose(predict_subnets(lut, subnets, space), plain, rtol=1e-12)
     corr = NetworkCorrection().fit(plain, 1.1 * plain + 0.5)
     np.testing.assert_allclose(SubnetPredictor(lut, space, corr).predict(subnets), 1.1 * plain + 0.5, rtol=1e-9)
+    one = NetworkCorrection().fit(plain[:1], 1.2 * plain[:1])  # a single network: proportional
+    np.testing.assert_allclose(one.predict(plain), 1.2 * plain)
 
 
 def test_lut_fill_covers_reachable_keys(tmp_path, space, blocks, device):

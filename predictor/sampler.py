@@ -143,11 +143,15 @@ def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: n
     cfgs = list(uniq.values())
     budget = max(0, min(int(budget), len(cfgs)))
     measured: dict[str, float] = {}
+    failed: set[str] = set()  # blocks the device could not run: they use budget, are never re-picked
     if budget == 0:
         return measured
 
+    def spent() -> int:
+        return len(measured) + len(failed)
+
     def do_measure(idx: list[int]) -> None:
-        idx = idx[: budget - len(measured)]
+        idx = idx[: budget - spent()]
         if not idx:
             return
         batch = [cfgs[i] for i in idx]
@@ -155,8 +159,12 @@ def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: n
         if len(values) != len(batch):
             raise ValueError(f"measure returned {len(values)} values for {len(batch)} blocks")
         for c, v in zip(batch, values):
+            if isinstance(v, float) and math.isnan(v):
+                failed.add(c.key)
+                continue
             if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"measure returned {v!r} for {c.key}: latencies must be positive and finite")
+                raise ValueError(f"measure returned {v!r} for {c.key}: latencies must be positive and finite "
+                                 "(NaN marks a block that could not be measured)")
             measured[c.key] = float(v)
 
     w = np.array([1.0 if weights is None else float(weights.get(c.key, 0.0)) for c in cfgs])
@@ -173,10 +181,10 @@ def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: n
     if prior is not None and prior_model is None and config.rounds > 0:
         prior_model = fit_prior_model(prior, seed=int(rng.integers(2**31)))
     for r in range(config.rounds):
-        left = budget - len(measured)
+        left = budget - spent()
         if left <= 0:
             break
-        todo = [i for i, c in enumerate(cfgs) if c.key not in measured]
+        todo = [i for i, c in enumerate(cfgs) if c.key not in measured and c.key not in failed]
         n = math.ceil(left / (config.rounds - r))
         mean, spread = _ensemble_spread(cfgs, measured, todo, prior, prior_model, config, rng)
         imp = w[todo] * mean
@@ -185,8 +193,8 @@ def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: n
         order = np.argsort(-score, kind="stable")
         do_measure([todo[i] for i in order[:n]])
         log.info("round %d: %d measured (max spread %.3f)", r + 1, len(measured), float(spread.max()))
-    if len(measured) < budget:  # rounds=0 or rounding: fill with coverage of the rest
-        todo = [i for i, c in enumerate(cfgs) if c.key not in measured]
+    if spent() < budget:  # rounds=0 or rounding: fill with coverage of the rest
+        todo = [i for i, c in enumerate(cfgs) if c.key not in measured and c.key not in failed]
         sub = [cfgs[i] for i in todo]
-        do_measure([todo[i] for i in _coverage(sub, budget - len(measured), importance[todo], prior, rng, 0)])
+        do_measure([todo[i] for i in _coverage(sub, budget - spent(), importance[todo], prior, rng, 0)])
     return measured

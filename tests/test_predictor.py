@@ -162,3 +162,19 @@ def test_lutfill_cli_end_to_end(tmp_path, capsys, device):
     assert all(filled[k] == device[k] for k in train)
     assert lutfill_main(["--lut", str(tmp_path / "missing.json"), "--budget", "5", "--seed", "0",
                          "--out", str(out)]) == 2
+
+
+def test_sampler_skips_blocks_the_device_cannot_run(blocks, device):
+    cands = _subset(blocks, 200, 5)
+    broken = {b.key for b in cands[::7]}
+    asked: list[str] = []
+
+    def measure(batch):
+        asked.extend(b.key for b in batch)
+        return [float("nan") if b.key in broken else device[b.key] for b in batch]
+
+    got = choose(cands, 70, measure, np.random.default_rng(1), config=SamplerConfig(ensemble=2))
+    assert len(asked) == 70 == len(set(asked))  # failures use budget and are never asked for twice
+    assert not set(got) & broken and len(got) == 70 - len(set(asked) & broken)
+    with pytest.raises(ValueError, match="positive"):
+        choose(cands, 5, lambda batch: [0.0] * len(batch), np.random.default_rng(0))

@@ -39,7 +39,9 @@ def main() -> int:
 
     store = tmp / "m.sqlite"
     rc = run_main(["--serial", args.serial, "--budget", str(args.budget), "--store", str(store),
-                   "--runs", str(args.runs), "--seed", str(args.seed)])
+                   "--runs", str(args.runs), "--seed", str(args.seed), "--pick", "random",
+                   # convert as we go, so each block's conversion time is measured on its own
+                   "--export-workers", "1"])
     if rc != 0:
         return rc
     per_type: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

@@ -63,7 +63,7 @@ class SearchSpace:
             raise bad("number of stages", len(sub.stages), len(self.stages))
         prev_width = 0
         for spec, st in zip(self.stages, sub.stages):
-            opts = self._options(spec)
+            opts = self.stage_options(spec)
             for fname, allowed in opts.items():
                 value = getattr(st, fname)
                 if value not in allowed:
@@ -80,7 +80,8 @@ class SearchSpace:
         return sub
 
     @staticmethod
-    def _options(spec: StageSpec) -> dict[str, tuple[int, ...]]:
+    def stage_options(spec: StageSpec) -> dict[str, tuple[int, ...]]:
+        """The choices of one stage: field name -> allowed values."""
         opts: dict[str, tuple[int, ...]] = {"depth": spec.depths, "width": spec.widths}
         if spec.kind == "mbconv":
             opts["kernel"] = spec.kernels
@@ -101,7 +102,7 @@ class SearchSpace:
                 widths = [w for w in spec.widths if w >= prev]
                 if not widths:
                     break
-                choice = {k: rng.choice(v) for k, v in self._options(spec).items()}
+                choice = {k: rng.choice(v) for k, v in self.stage_options(spec).items()}
                 choice["width"] = rng.choice(widths)
                 prev = choice["width"]
                 stages.append(StageChoice(**choice))
@@ -110,7 +111,7 @@ class SearchSpace:
         raise RuntimeError(f"could not sample a valid subnet of {self.name!r} in {max_tries} tries")
 
     def _extreme(self, pick: type[min] | type[max]) -> Subnet:
-        stages = [StageChoice(**{k: pick(v) for k, v in self._options(s).items()}) for s in self.stages]
+        stages = [StageChoice(**{k: pick(v) for k, v in self.stage_options(s).items()}) for s in self.stages]
         return self.validate(Subnet(self.name, pick(self.resolutions), tuple(stages)))
 
     def min_subnet(self) -> Subnet:
@@ -141,7 +142,7 @@ class SearchSpace:
         hw, cin = first.hw_out, first.cout
         for spec, st in zip(self.stages, sub.stages):
             for layer in range(st.depth):
-                blocks.extend(self._layer_blocks(spec, st, layer, hw, cin))
+                blocks.extend(self.layer_blocks(spec, st, layer, hw, cin))
                 if layer == 0:
                     hw = ceil_div(hw, spec.stride)
                 cin = st.width
@@ -149,7 +150,8 @@ class SearchSpace:
         return blocks
 
     @staticmethod
-    def _layer_blocks(spec: StageSpec, st: StageChoice, layer: int, hw: int, cin: int) -> list[BlockCfg]:
+    def layer_blocks(spec: StageSpec, st: StageChoice, layer: int, hw: int, cin: int) -> list[BlockCfg]:
+        """The blocks of one layer of a stage, entered at side `hw` with `cin` channels."""
         stride = spec.stride if layer == 0 else 1
         if spec.kind == "mbconv":
             expand = st.expand if st.expand is not None else 1
@@ -192,16 +194,16 @@ class SearchSpace:
             hw = ceil_div(res, 2)
             for i, spec in enumerate(self.stages):
                 prev_widths = widths[i - 1] if i > 0 else widths[0]
-                st_base = dict(self._options(spec))
+                st_base = dict(self.stage_options(spec))
                 for cout in widths[i]:
                     cins = [cout] if i == 0 else [c for c in prev_widths if c <= cout]
                     for combo in _product({k: v for k, v in st_base.items() if k not in ("depth", "width")}):
                         st = StageChoice(depth=1, width=cout, **combo)
                         for cin in cins:
-                            yield from self._layer_blocks(spec, st, 0, hw, cin)
+                            yield from self.layer_blocks(spec, st, 0, hw, cin)
                         if max(spec.depths) > 1:
                             hw_out = ceil_div(hw, spec.stride)
-                            yield from self._layer_blocks(spec, st, 1, hw_out, cout)
+                            yield from self.layer_blocks(spec, st, 1, hw_out, cout)
                 hw = ceil_div(hw, spec.stride)
             for c in widths[-1]:
                 yield HeadCfg(hw=hw, channels=c, hidden=self.head_hidden, expand=self.head_expand)

@@ -4,7 +4,7 @@ A subnet's blocks are fixed per stage: layer 0 (depends on resolution, previous 
 the stage's choices) and `depth - 1` copies of a later layer (same minus the previous width).
 So each stage is two table look-ups, and a batch of subnets becomes a padded index matrix plus
 a multiplicity matrix: latency = sum(values[index] * count, axis=1), all in numpy.
-The tables are built once from the space's own layer -> block mapping (`SearchSpace._layer_blocks`,
+The tables are built once from the space's own layer -> block mapping (`SearchSpace.layer_blocks`,
 the same code `blocks_of` uses), so there is no second definition of composition here.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ class SubnetIndexer:
         # Per stage: value -> option index for width and each choice field (None when unused).
         self._opts: list[dict[str, dict[int | None, int]]] = []
         for spec in space.stages:
-            opts = space._options(spec)
+            opts = space.stage_options(spec)
             d = {"width": {w: i for i, w in enumerate(spec.widths)}, "depth": {v: v for v in spec.depths}}
             for f in _CHOICE_FIELDS:
                 vals = opts.get(f, (None,))
@@ -65,10 +65,10 @@ class SubnetIndexer:
                     for ci in itertools.product(*(range(len(v)) for v in choice_vals)):
                         ch = {f: choice_vals[j][ci[j]] for j, f in enumerate(_CHOICE_FIELDS)}
                         st = StageChoice(depth=1, width=w, **ch)
-                        t1[(ri, wi, *ci)] = self._lookup(pos, sp._layer_blocks(spec, st, 1, hw_out, w))
+                        t1[(ri, wi, *ci)] = self._lookup(pos, sp.layer_blocks(spec, st, 1, hw_out, w))
                         for pi, p in enumerate(prev):
                             cin = w if p is None else p
-                            t0[(ri, pi, wi, *ci)] = self._lookup(pos, sp._layer_blocks(spec, st, 0, hw, cin))
+                            t0[(ri, pi, wi, *ci)] = self._lookup(pos, sp.layer_blocks(spec, st, 0, hw, cin))
             self.l0.append(_dense(t0, shape0))
             self.l1.append(_dense(t1, shape1))
             hws = [ceil_div(h, spec.stride) for h in hws]

@@ -121,11 +121,12 @@ class SearchSpace:
         return self._extreme(max)
 
     def from_dict(self, data: dict) -> Subnet:
-        """Parse and validate a subnet's JSON form; stage names must be this space's."""
-        names = tuple(data.get("stages", {}))
-        if names != self.stage_names:
-            raise InvalidSubnet(f"stages = {list(names)} is not allowed; allowed: {list(self.stage_names)} in order")
-        return self.validate(Subnet.from_dict(data))
+        """Parse and validate a subnet's JSON form; its stages are this space's, by name (any order)."""
+        stages = data.get("stages", {})
+        if set(stages) != set(self.stage_names):
+            raise InvalidSubnet(f"stages = {list(stages)} is not allowed; allowed: {list(self.stage_names)}")
+        ordered = {**data, "stages": {name: stages[name] for name in self.stage_names}}
+        return self.validate(Subnet.from_dict(ordered))
 
     def subnet(self, name: str) -> Subnet:
         if name not in self.released:

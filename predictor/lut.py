@@ -2,7 +2,7 @@
 
 Saved as versioned JSON; exported to the published nn-Meter format (flat key -> ms). Network
 latency is the sum of a subnet's block entries (`predict_subnets`, vectorised), optionally
-passed through a fitted linear correction when whole-network measurements exist.
+plus a fitted network-level correction when whole-network measurements exist.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from nas.blocks import BlockCfg
+from nas.blocks import BLOCK_TYPES, BlockCfg, block_type
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 from predictor.subnet_index import SubnetIndexer
@@ -108,35 +108,66 @@ def fill_lut(device: str, backend: str, space: SearchSpace, blocks: Sequence[Blo
     return lut
 
 
+Network = Sequence[tuple[str, float]]  # a network as its blocks' (block type, LUT entry ms), in order
+
+
 class NetworkCorrection:
-    """Whole-network latency = a * (sum of block entries) + b, fitted on relative error.
+    """Whole network = sum over its blocks of (scale[block type] * entry + per_block_ms) + offset_ms.
 
-    Block-wise timing misses inter-block effects (cache state, fused boundaries, framework
-    overhead per graph); with a few measured networks this linear map removes their mean."""
+    Block-wise timing misses inter-block effects: a block timed alone keeps its weights and
+    activations in cache, and inside a network the converter adds layout ops at some block
+    boundaries. Measured networks show these as a per-type scale and a per-block cost. Fitted by
+    least squares on relative error with a ridge pull towards the plain sum (scale 1, no extra
+    cost), so a handful of networks cannot overfit. Linear in the entries, so it folds into them
+    (`correct_entry`) and subnet prediction stays one vectorised sum."""
 
-    def fit(self, sum_ms: Sequence[float], measured_ms: Sequence[float]) -> "NetworkCorrection":
-        s, y = np.asarray(sum_ms, dtype=float), np.asarray(measured_ms, dtype=float)
-        if len(s) != len(y) or len(y) == 0:
-            raise ValueError(f"need (sum, measured) network pairs of equal length (got {len(s)} and {len(y)})")
-        if len(y) == 1:  # one network fixes a scale but not an offset: stay proportional
-            self.scale_, self.offset_ms_ = float(y[0] / s[0]), 0.0
-            return self
-        a = np.column_stack([s, np.ones_like(s)]) / y[:, None]  # relative residuals: divide rows by y
-        (self.scale_, self.offset_ms_), *_ = np.linalg.lstsq(a, np.ones_like(y), rcond=None)
+    def __init__(self, ridge: float = 0.05) -> None:
+        self.ridge = ridge
+
+    @staticmethod
+    def _features(networks: Sequence[Network]) -> np.ndarray:
+        rows = []
+        for net in networks:
+            sums = dict.fromkeys(BLOCK_TYPES, 0.0)
+            for btype, ms in net:
+                sums[btype] += ms
+            rows.append([*sums.values(), float(len(net)), 1.0])
+        return np.array(rows, dtype=float)
+
+    def fit(self, networks: Sequence[Network], measured_ms: Sequence[float]) -> "NetworkCorrection":
+        f, y = self._features(networks), np.asarray(measured_ms, dtype=float)
+        if len(f) != len(y) or len(y) == 0:
+            raise ValueError(f"need networks and measured latencies of equal, non-zero length ({len(f)}, {len(y)})")
+        a = f / y[:, None]  # relative residuals: divide rows by the measured latency
+        theta0 = np.array([1.0] * len(BLOCK_TYPES) + [0.0, 0.0])
+        lam = self.ridge * np.eye(len(theta0))
+        theta = np.linalg.solve(a.T @ a + lam, a.T @ np.ones_like(y) + lam @ theta0)
+        self.scale_ = dict(zip(BLOCK_TYPES, map(float, theta[:len(BLOCK_TYPES)])))
+        self.per_block_ms_, self.offset_ms_ = float(theta[-2]), float(theta[-1])
         return self
 
-    def predict(self, sum_ms: np.ndarray) -> np.ndarray:
+    def _check(self) -> None:
         if not hasattr(self, "scale_"):
-            raise RuntimeError("NetworkCorrection is not fitted yet: call fit(sum_ms, measured_ms) first")
-        return self.scale_ * np.asarray(sum_ms, dtype=float) + self.offset_ms_
+            raise RuntimeError("NetworkCorrection is not fitted yet: call fit(networks, measured_ms) first")
+
+    def correct_entry(self, btype: str, ms: float) -> float:
+        self._check()
+        return self.scale_[btype] * ms + self.per_block_ms_
+
+    def predict(self, networks: Sequence[Network]) -> np.ndarray:
+        self._check()
+        return np.array([sum(self.correct_entry(t, ms) for t, ms in net) + self.offset_ms_ for net in networks])
 
     def get_state(self) -> dict:
-        return {"scale": float(self.scale_), "offset_ms": float(self.offset_ms_)}
+        self._check()
+        return {"scale": self.scale_, "per_block_ms": self.per_block_ms_, "offset_ms": self.offset_ms_,
+                "ridge": self.ridge}
 
     @classmethod
     def from_state(cls, state: dict) -> "NetworkCorrection":
-        m = cls()
-        m.scale_, m.offset_ms_ = float(state["scale"]), float(state["offset_ms"])
+        m = cls(float(state.get("ridge", 0.05)))
+        m.scale_ = {k: float(v) for k, v in state["scale"].items()}
+        m.per_block_ms_, m.offset_ms_ = float(state["per_block_ms"]), float(state["offset_ms"])
         return m
 
 
@@ -147,13 +178,14 @@ class SubnetPredictor:
                  correction: NetworkCorrection | None = None) -> None:
         flat = lut.flat() if isinstance(lut, Lut) else dict(lut)
         self.indexer = SubnetIndexer(space, list(flat))
+        if correction is not None:  # the correction is linear per entry: fold it in once
+            flat = {k: correction.correct_entry(block_type(k), v) for k, v in flat.items()}
         self.values = np.append(np.fromiter(flat.values(), dtype=float, count=len(flat)), 0.0)  # [-1]: padding
-        self.correction = correction
+        self.offset_ms = correction.offset_ms_ if correction is not None else 0.0
 
     def predict_codes(self, codes: np.ndarray) -> np.ndarray:
         index, count = self.indexer.index(codes)
-        total = (self.values[index] * count).sum(1)
-        return self.correction.predict(total) if self.correction is not None else total
+        return (self.values[index] * count).sum(1) + self.offset_ms
 
     def predict(self, subnets: Sequence[Subnet]) -> np.ndarray:
         return self.predict_codes(self.indexer.encode(subnets))

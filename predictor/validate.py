@@ -27,7 +27,7 @@ from nas.costs import subnet_features
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 from predictor import metrics
-from predictor.lut import Lut, NetworkCorrection, SubnetPredictor, fill_lut
+from predictor.lut import Lut, Network, NetworkCorrection, SubnetPredictor, fill_lut
 from predictor.xgb import LatencyPredictor
 from profiler.errors import ProfilerError
 from profiler.networks import measure_subnets, subnet_key
@@ -61,14 +61,16 @@ def fit_lut(space: SearchSpace, measured: dict[str, float], device: str, backend
                     {"n_measured": len(train)})
 
 
-def cross_validated_correction(sums: np.ndarray, truth: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Out-of-fold predictions of sum -> network latency (no subnet is scored by a fit that saw it)."""
-    out = np.empty_like(sums)
-    idx = rng.permutation(len(sums))
+def cross_validated_correction(networks: list[Network], truth: np.ndarray, folds: int,
+                               rng: np.random.Generator) -> np.ndarray:
+    """Out-of-fold predictions of the corrected block sum (no subnet is scored by a fit that saw it)."""
+    out = np.empty_like(truth)
+    idx = rng.permutation(len(truth))
     for f in range(folds):
         test = idx[f::folds]
         train = np.setdiff1d(idx, test)
-        out[test] = NetworkCorrection().fit(sums[train], truth[train]).predict(sums[test])
+        corr = NetworkCorrection().fit([networks[i] for i in train], truth[train])
+        out[test] = corr.predict([networks[i] for i in test])
     return out
 
 
@@ -165,10 +167,12 @@ def validate(args: argparse.Namespace) -> dict:
     truth = np.array([truth_by_key[subnet_key(s)] for s in subnets])
     sums = SubnetPredictor(lut, space).predict(subnets)
     report: dict = {"device": serial, "space": space.name, "n": len(subnets), **metrics.summary(sums, truth)}
+    flat = lut.flat()
+    networks = [[(b.type, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
     folds = min(5, len(subnets))
-    corrected = cross_validated_correction(sums, truth, folds, np.random.default_rng(args.seed))
+    corrected = cross_validated_correction(networks, truth, folds, np.random.default_rng(args.seed))
     report["corrected"] = {"folds": folds, **metrics.summary(corrected, truth)}
-    report["correction_all"] = NetworkCorrection().fit(sums, truth).get_state()
+    report["correction_all"] = NetworkCorrection().fit(networks, truth).get_state()
     noise_job = replace(job, export_workers=1)
     report["noise_floor"] = noise_floor(noise_job, subnets[:: max(1, len(subnets) // args.noise_networks)][:args.noise_networks],
                                         args.noise_repeats) if args.noise_networks > 0 else None

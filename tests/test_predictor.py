@@ -125,10 +125,16 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     subnets = [space.sample(r) for _ in range(300)] + [space.min_subnet(), space.max_subnet()]
     plain = np.array([sum(lut[b.key] for b in space.blocks_of(s)) for s in subnets])
     np.testing.assert_allclose(predict_subnets(lut, subnets, space), plain, rtol=1e-12)
-    corr = NetworkCorrection().fit(plain, 1.1 * plain + 0.5)
-    np.testing.assert_allclose(SubnetPredictor(lut, space, corr).predict(subnets), 1.1 * plain + 0.5, rtol=1e-9)
-    one = NetworkCorrection().fit(plain[:1], 1.2 * plain[:1])  # a single network: proportional
-    np.testing.assert_allclose(one.predict(plain), 1.2 * plain)
+    nets = [[(b.type, lut[b.key]) for b in space.blocks_of(s)] for s in subnets]
+    # a network-level effect: attention 1.3x slower in a network, 0.02 ms per block boundary, 0.5 ms per graph
+    truth = np.array([sum((1.3 if t == "transattn" else 1.0) * ms + 0.02 for t, ms in n) + 0.5 for n in nets])
+    corr = NetworkCorrection(ridge=1e-9).fit(nets, truth)
+    assert corr.scale_["transattn"] == pytest.approx(1.3, rel=1e-4) and corr.per_block_ms_ == pytest.approx(0.02, rel=1e-3)
+    np.testing.assert_allclose(SubnetPredictor(lut, space, corr).predict(subnets), truth, rtol=1e-6)
+    np.testing.assert_allclose(corr.predict(nets), truth, rtol=1e-6)
+    one = NetworkCorrection().fit(nets[:1], truth[:1])  # one network: the ridge keeps it near the plain sum
+    assert abs(one.predict(nets[:1])[0] - truth[0]) < abs(plain[0] - truth[0])
+    assert all(0.5 < v < 2 for v in one.scale_.values())
 
 
 def test_lut_fill_covers_reachable_keys(tmp_path, space, blocks, device):

@@ -175,3 +175,9 @@ def test_cli_keys_and_subnet(capsys):
     assert abs(out["mmacs_ref"] - 217.6) / 217.6 < 0.02
     assert space_main(["--subnet", "nope"]) == 2
     assert "unknown subnet" in capsys.readouterr().err
+
+
+def test_subnet_json_stage_order_does_not_matter(space):
+    data = json.loads(json.dumps(space.subnet("S1").to_dict(space.stage_names), sort_keys=True))
+    assert list(data["stages"]) != list(space.stage_names)  # sorted keys reorder the stages
+    assert space.from_dict(data) == space.subnet("S1")

@@ -37,9 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     if rc != 0:
         return rc
     r = json.loads(report.read_text())
-    print(f"\nsubnets within ±10%: {100 * r['acc10']:.0f}%  within ±5%: {100 * r['acc5']:.0f}%  "
-          f"MAPE {100 * r['mape']:.1f}%  RMSE {r['rmse_ms']:.2f} ms  (n={r['n']}, LUT: {r['lut']['measured']} measured, "
-          f"{r['lut']['predicted']} predicted)")
+    b = r["block_sum"]
+    print(f"\n{r['n']} subnets, LUT of {r['lut']['measured']} measured + {r['lut']['predicted']} predicted blocks")
+    print(f"  block sum + network correction (cross-validated): within ±10% {100 * r['acc10']:.0f}%, "
+          f"±5% {100 * r['acc5']:.0f}%, MAPE {100 * r['mape']:.1f}%, RMSE {r['rmse_ms']:.2f} ms")
+    print(f"  plain block sum:                                  within ±10% {100 * b['acc10']:.0f}%, "
+          f"±5% {100 * b['acc5']:.0f}%, MAPE {100 * b['mape']:.1f}%")
     if r.get("noise_floor"):
         print(f"noise floor: the same network measured repeatedly varies by {100 * r['noise_floor']['mean_cv']:.1f}% (CV)")
     print(f"plot: {r['plot']}\nreport: {report}\nLUT: {args.out / 'quickstart_lut.json'}")

@@ -24,7 +24,10 @@ log = logging.getLogger("profiler.run")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m profiler.run", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m profiler.run", description=__doc__,
+                                 epilog="Exit codes: 0 all measured; 1 a device stopped (re-run to resume); "
+                                        "2 bad input or device not usable; 3 finished, but some blocks failed "
+                                        "(their errors are in the store's failures table).")
     ap.add_argument("--serial", action="append", help="device serial (repeat for several; 'local' = this host "
                     "without adb); default: $ANDROID_SERIAL, else the single attached device")
     ap.add_argument("--all-devices", action="store_true", help="profile every attached device in parallel")
@@ -122,7 +125,7 @@ def report(summaries: list[Summary]) -> int:
             if s.error:
                 print(f"error: {s.serial}: {s.error}", file=sys.stderr)
         return 1
-    return 0
+    return 3 if any(s.failed for s in summaries) else 0
 
 
 if __name__ == "__main__":

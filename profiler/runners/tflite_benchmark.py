@@ -41,9 +41,12 @@ class TFLiteBenchmarkRunner:
         r = target.shell(f"[ -x {self._remote} ] && echo executable")
         if "executable" not in r.output:
             raise BenchmarkBinaryError(f"{self._remote} on {target.serial} is not executable")
-        r = target.shell(f"{self._remote} --help 2>&1 | head -n 3; echo rc=$?")
-        if "not found" in r.output or "cannot execute" in r.output or "Exec format error" in r.output:
-            raise BenchmarkBinaryError(f"benchmark binary does not run on {target.serial}: {r.output.strip()[:200]}")
+        # Run without --graph: benchmark_model answers by asking for --graph (and lists its flags).
+        # Anything else (exec format error, a shell choking on a binary, a different tool) is not it.
+        r = target.shell(f"{self._remote} 2>&1 | head -n 20")
+        if "graph" not in r.output:
+            first = r.output.strip().splitlines()[0][:160] if r.output.strip() else "no output"
+            raise BenchmarkBinaryError(f"benchmark binary does not run on {target.serial} as benchmark_model ({first})")
         digest = hashlib.sha256(self.binary.read_bytes()).hexdigest()[:16]
         return {"benchmark_binary_sha256": digest, "benchmark_binary": self.binary.name}
 

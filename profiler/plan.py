@@ -16,8 +16,8 @@ def shuffled(blocks: list[BlockCfg], seed: int) -> list[BlockCfg]:
 
 def plan_blocks(space: SearchSpace, budget: int | None, seed: int,
                 already: set[str] | frozenset[str] = frozenset()) -> list[BlockCfg]:
-    """All blocks of the space, or `budget` of them: those already measured count towards it,
-    the rest are a seeded random pick (the predictor's sampler refines the choice)."""
+    """All blocks of the space, or `budget` of them (`--pick random`): those already measured count
+    towards it, the rest are a seeded random pick. The default pick is adaptive (profiler/adaptive.py)."""
     blocks = space.enumerate_blocks()
     if budget is None or budget >= len(blocks):
         return shuffled(blocks, seed)

@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     stop = threading.Event()
-    # SIGTERM ends the device as cleanly as Ctrl-C does.
+    # SIGTERM and SIGINT both end the device cleanly. SIGINT gets an explicit handler because a
+    # process started in the background of a non-interactive shell inherits SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt: `kill -INT` would be lost.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     device: LoopbackDevice | None = None
     client: AdbClient | None = None
     try:

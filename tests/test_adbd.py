@@ -301,7 +301,7 @@ def test_cli_prints_serial_and_exits_cleanly(adb_server: PrivateAdbServer) -> No
         assert adb_server.client.device(serial).getprop("ro.product.model") == "CliLoop"
     finally:
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)  # generous: a loaded CI machine is slow to disconnect
+        _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert device_state(adb_server.client, serial) is None

@@ -28,7 +28,8 @@ class LinuxPythonRunner:
         module = "onnxruntime" if settings.backend == "onnx" else "ai_edge_litert"
         r = target.shell(f"{self.python} -c 'import {module}' 2>&1")
         if r.exit_code != 0:
-            raise RunnerError(f"{self.python} on {target.serial} cannot import {module}: {r.output.strip()[-200:]}")
+            raise RunnerError(f"{self.python} on {target.serial} cannot import {module} ({r.output.strip()[-120:]}); "
+                              "on an Android phone use the tflite-benchmark runner: --benchmark-binary PATH")
         return {"python": self.python}
 
     def measure(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> Samples:

@@ -25,6 +25,7 @@ from scipy.optimize import least_squares
 
 from nas.blocks import BlockCfg
 from nas.costs import OP_KINDS, SIMD_WIDTHS, block_ops, simd_utilisation
+from predictor.features import training_targets
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,7 @@ class AnalyticalModel:
         return res.x, float(np.mean(res.fun[: len(y)] ** 2))
 
     def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float]) -> "AnalyticalModel":
-        y = np.asarray(latency_ms, dtype=float)
-        if len(cfgs) != len(y) or len(y) == 0:
-            raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
-        if np.any(~np.isfinite(y)) or np.any(y <= 0):
-            raise ValueError("latencies must be positive and finite")
+        y = training_targets(cfgs, latency_ms)
         tab = op_table(cfgs)
         if self.prior is not None:
             self.prior._check_fitted()

@@ -52,3 +52,13 @@ def feature_matrix(cfgs: Sequence[BlockCfg]) -> np.ndarray:
     if len(cfgs) == 0:
         return np.zeros((0, len(COLUMN_NAMES)))
     return np.array([_row(c) for c in cfgs], dtype=float)
+
+
+def training_targets(cfgs: Sequence[BlockCfg], latency_ms: Sequence[float]) -> np.ndarray:
+    """The latencies a model is fitted on, checked: one per config, positive and finite."""
+    y = np.asarray(latency_ms, dtype=float)
+    if len(cfgs) != len(y) or len(y) == 0:
+        raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
+    if np.any(~np.isfinite(y)) or np.any(y <= 0):
+        raise ValueError("latencies must be positive and finite")
+    return y

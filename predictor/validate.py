@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from nas._registry import create_space
-from nas.blocks import parse_key
 from nas.costs import subnet_features
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet

@@ -19,7 +19,7 @@ import xgboost as xgb
 
 from nas.blocks import BlockCfg
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.features import COLUMN_NAMES, feature_matrix
+from predictor.features import COLUMN_NAMES, feature_matrix, training_targets
 from predictor.transfer import PriorTransfer
 
 log = logging.getLogger(__name__)
@@ -100,11 +100,7 @@ class LatencyPredictor:
         """`base`: an already fitted base model to reuse as is (the sampler's ensembles share one)."""
         if self.target not in TARGETS:
             raise ValueError(f"target = {self.target!r} is not allowed; allowed: {list(TARGETS)}")
-        y = np.asarray(latency_ms, dtype=float)
-        if len(cfgs) != len(y) or len(y) == 0:
-            raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
-        if np.any(~np.isfinite(y)) or np.any(y <= 0):
-            raise ValueError("latencies must be positive and finite")
+        y = training_targets(cfgs, latency_ms)
         cfgs = list(cfgs)
         if self.bootstrap:
             idx = np.random.default_rng(self.seed).integers(0, len(y), len(y))

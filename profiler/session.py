@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
 from functools import partial
 
@@ -22,6 +23,7 @@ from profiler.store import MeasurementRow, Store
 from profiler.targets import Target, open_target
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -126,49 +128,56 @@ class DeviceSession:
         self.store.close()
 
 
-class RunStopped(Exception):
+class RunStopped(ProfilerError):
     """The run cannot go on (device lost for good, or interrupted); what is measured is stored."""
 
 
-def measure_blocks(sess: DeviceSession, cfgs: list[BlockCfg], summary: Summary, bar: tqdm,
-                   stop: threading.Event | None) -> dict[str, float]:
-    """Export (in a pool when asked), measure and store each block; failures are recorded and skipped.
+def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: Callable[[T], str],
+                   convert: Callable[[T], Path], summary: Summary, bar: tqdm, stop: threading.Event | None,
+                   extra_of: Callable[[T], dict] | None = None) -> dict[str, float]:
+    """Convert (in a pool when asked), measure and store each item; failures are recorded and skipped.
 
-    Returns key -> latency_ms of the blocks measured now. Raises RunStopped on a lasting disconnect."""
-    from nas.export import export_block  # torch and the converters load only once a device is ready
-
+    Returns key -> latency_ms of the items measured now. Raises RunStopped on a lasting disconnect."""
     job = sess.job
-    fmt = job.run.model_format
-    if job.export_workers > 1 and len(cfgs) > 1:
-        prefetch(cfgs, partial(export_block, fmt=fmt), lambda b: b.key, job.export_workers,
-                 desc=f"{summary.serial} export")
+    if job.export_workers > 1 and len(items) > 1:
+        prefetch(items, convert, key_of, job.export_workers, desc=f"{summary.serial} export {kind}s")
     out: dict[str, float] = {}
-    for cfg in cfgs:
+    for item in items:
         if stop is not None and stop.is_set():
             raise RunStopped("interrupted")
         sess.since_cooldown += 1
         if sess.since_cooldown > job.protocol.batch_size:
             sess.cool_down()
             sess.since_cooldown = 1
+        key = key_of(item)
         started = time.time()
         try:
-            model, export_s = timed(lambda: export_block(cfg, fmt))
+            model, export_s = timed(lambda: convert(item))
             res = sess.measure(model, export_s)
         except StoreError:
             raise
         except (DeviceDisconnected, DeviceOffline) as e:
-            raise RunStopped(f"{e}; {summary.measured} blocks of this run are stored, re-run to resume") from e
-        except Exception as e:  # noqa: BLE001 - one broken block (parse error, conversion bug) must not stop the run
+            raise RunStopped(f"{e}; {summary.measured} {kind}s of this run are stored, re-run to resume") from e
+        except Exception as e:  # noqa: BLE001 - one broken model (parse error, conversion bug) must not stop the run
             err = str(e) if isinstance(e, (ParseError, RunnerError)) else f"{type(e).__name__}: {e}"
             summary.failed += 1
-            summary.failures.append(f"{cfg.key}: {err}")
-            sess.record_failure("block", cfg.key, err)
+            summary.failures.append(f"{key}: {err}")
+            sess.record_failure(kind, key, err)
         else:
-            sess.store_result("block", cfg.key, res, started)
+            sess.store_result(kind, key, res, started, extra_of(item) if extra_of else None)
             summary.measured += 1
-            out[cfg.key] = res.stats["median_ms"]
+            out[key] = res.stats["median_ms"]
         bar.update(1)
     return out
+
+
+def measure_blocks(sess: DeviceSession, cfgs: list[BlockCfg], summary: Summary, bar: tqdm,
+                   stop: threading.Event | None) -> dict[str, float]:
+    """`measure_models` for blocks of the search space."""
+    from nas.export import export_block  # torch and the converters load only once a device is ready
+
+    return measure_models(sess, cfgs, "block", lambda b: b.key, partial(export_block, fmt=sess.job.run.model_format),
+                          summary, bar, stop)
 
 
 def open_session(job: ProfileJob, target: Target | None, summary: Summary) -> DeviceSession | None:

@@ -12,7 +12,6 @@ subnets drawn with the seed. Writes the markdown table to benchmarks/results/lut
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -29,6 +28,7 @@ from predictor.lut import fill_lut  # noqa: E402
 from predictor.lutfill import evaluate, fill  # noqa: E402
 from predictor.analytical import AnalyticalModel  # noqa: E402
 from predictor.xgb import LatencyPredictor  # noqa: E402
+from profiler.published import load_lut  # noqa: E402
 
 TARGETS = {"entry_acc10": 0.90, "subnet_acc10": 0.995, "subnet_acc5": 0.95}
 TRANSFER_TARGET = {"subnet_acc5": 0.95}
@@ -95,7 +95,7 @@ def fmt_row(name: str, vals: list[dict[str, float]]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lut-dir", default=str(ROOT.parent / "shared" / "data" / "elasticvit-lut"))
+    ap.add_argument("--lut-dir", default=None, help="a folder of <device>.json LUTs (default: the shipped ones)")
     ap.add_argument("--devices", nargs="+", default=["pixel4", "xiaomi11"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=300)
@@ -108,7 +108,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     space = create_space(args.space)
     blocks = space.enumerate_blocks()
-    luts = {d: json.loads((Path(args.lut_dir) / f"{d}.json").read_text()) for d in args.devices}
+    luts = {d: load_lut(Path(args.lut_dir) / f"{d}.json" if args.lut_dir else d) for d in args.devices}
     header = "| method | " + " | ".join(h for _, h in COLS) + " |\n|---|" + "---:|" * len(COLS)
     lines = [f"# LUT filling, budget {args.budget}, seeds {args.seeds}, space {args.space}", "",
              "Mean over seeds, percent; subnet ±5% also shows the worst seed in brackets. Entry level: the "

@@ -1,13 +1,14 @@
-"""`python -m profiler.import_lut LUT.json --device NAME --store PATH`: a published LUT as measurements.
+"""`python -m profiler.import_lut LUT --device NAME --store PATH`: a published LUT as measurements.
 
-The nn-Meter LUT format is a flat JSON object, block key -> milliseconds (TFLite benchmark_model, CPU).
+LUT is a `.json` / `.json.gz` file or the name of a shipped LUT (`pixel4`, `xiaomi11`; see
+`measurements/published/`). The nn-Meter LUT format is a flat JSON object, block key -> milliseconds
+(TFLite benchmark_model, CPU).
 Each entry becomes one measurement of device NAME (runner `published-lut`); keys are checked against
 the block catalogue, and re-importing skips what is already there.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -15,16 +16,16 @@ from pathlib import Path
 
 from nas.blocks import KeyError_, parse_key
 from profiler.errors import StoreError
+from profiler.published import load_lut, lut_path
 from profiler.store import DEFAULT_STORE, MeasurementRow, Store
 
 RUNNER = "published-lut"
 
 
-def import_lut(path: Path, device: str, store: Store, backend: str = "cpu", threads: int = 1) -> tuple[int, int]:
+def import_lut(lut: str | Path, device: str, store: Store, backend: str = "cpu", threads: int = 1) -> tuple[int, int]:
     """Returns (imported, already present). Raises ValueError on a malformed file."""
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path} is not a non-empty JSON object of key -> ms")
+    path = lut_path(lut)
+    data = load_lut(lut)
     for key, ms in data.items():
         parse_key(key)
         if not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:
@@ -52,7 +53,7 @@ def import_lut(path: Path, device: str, store: Store, backend: str = "cpu", thre
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m profiler.import_lut", description=__doc__)
-    ap.add_argument("lut", type=Path)
+    ap.add_argument("lut", help="a .json/.json.gz LUT file or a shipped LUT's name (pixel4, xiaomi11)")
     ap.add_argument("--device", required=True, help="name the device's measurements are stored under")
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
     ap.add_argument("--backend", default="cpu")

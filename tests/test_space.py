@@ -16,8 +16,9 @@ from nas.searchspace import InvalidSubnet
 from nas.space import main as space_main
 from nas.spaces.elasticvit import PUBLISHED_MMACS
 from nas.subnet import Subnet
+from profiler.published import load_lut
 
-LUT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "elasticvit-lut"
+SHARED_LUT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "elasticvit-lut"
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +126,8 @@ def test_enumeration_counts_and_keys_round_trip(space):
         assert {b.key for b in space.blocks_of(space.sample(rng))} <= keys
 
 
-@pytest.mark.skipif(not LUT_DIR.exists(), reason="shared LUT data not beside the checkout")
 def test_published_lut_keys_parse_and_cover_space(space):
-    lut = json.loads((LUT_DIR / "pixel4.json").read_text())
+    lut = load_lut("pixel4")  # the copy shipped in measurements/published/
     assert len(lut) == 12116
     for key in lut:
         assert parse_key(key).key == key
@@ -136,6 +136,12 @@ def test_published_lut_keys_parse_and_cover_space(space):
     for name, ms in {"T1": 6.82, "S1": 21.10, "L3": 78.85}.items():
         total = sum(lut[b.key] for b in space.blocks_of(space.subnet(name)))
         assert total == pytest.approx(ms, abs=0.006)
+
+
+@pytest.mark.skipif(not SHARED_LUT_DIR.exists(), reason="shared data not beside the checkout")
+@pytest.mark.parametrize("name", ["pixel4", "xiaomi11"])
+def test_shipped_luts_equal_the_shared_originals(name):
+    assert load_lut(name) == json.loads((SHARED_LUT_DIR / f"{name}.json").read_text())
 
 
 @pytest.mark.parametrize("key", ["conv_64_16_16", "transattn_7_x_hard_swish_2_ln", "foo_1_2", "conv_64_16_16_1_1_relu_3_se"])

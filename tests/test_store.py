@@ -87,3 +87,25 @@ def test_import_rejects_bad_luts(tmp_path: Path, capsys, content, msg):
     lut.write_text(json.dumps(content))
     assert import_main([str(lut), "--device", "x", "--store", str(tmp_path / "m.sqlite")]) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_import_shipped_lut_by_name(tmp_path: Path, capsys):
+    store = tmp_path / "m.sqlite"
+    assert import_main(["xiaomi11", "--device", "mi11", "--store", str(store)]) == 0
+    assert "imported 12116 entries" in capsys.readouterr().out
+    with Store(store) as s:
+        lat = s.latencies("mi11")
+    assert len(lat) == 12116 and all(ms > 0 for ms in lat.values())
+
+
+def test_import_unknown_lut_name_is_one_line_error(tmp_path: Path, capsys):
+    assert import_main(["pixel99", "--device", "x", "--store", str(tmp_path / "m.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert "no published LUT named 'pixel99'" in err and "pixel4" in err and len(err.splitlines()) == 1
+
+
+def test_import_corrupt_gzip_is_one_line_error(tmp_path: Path, capsys):
+    lut = tmp_path / "bad.json.gz"
+    lut.write_bytes(b"\x1f\x8b not really gzip")
+    assert import_main([str(lut), "--device", "x", "--store", str(tmp_path / "m.sqlite")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -1,8 +1,9 @@
 """Export blocks and subnets to TFLite (litert-torch) and ONNX, with a content-keyed disk cache.
 
 A cached file's name is a hash of what it contains: the block key or subnet JSON, the format,
-the weights (seed + init version, or a hash of the given module's tensors) and the exporter
-versions, so nothing converts twice and an upgrade never serves a stale file. Files are
+the weights (a seed, or a hash of the given module's tensors), a fingerprint of the code that builds
+and exports graphs (`nas.codehash`) and the exporter versions, so nothing converts twice and neither
+an upgrade nor a code change serves a stale file. Files are
 written to a temporary name and renamed, so a crash never leaves a half-written model.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ import torch
 from torch import nn
 
 from nas.blocks import BlockCfg
-from nas.modules import INIT_VERSION, build_block, example_input, is_channel_last
+from nas.codehash import graph_code_version
+from nas.modules import build_block, example_input, is_channel_last
 from nas.subnet import Subnet
 from nas.supernet import build_subnet
 
@@ -31,9 +33,6 @@ log = logging.getLogger(__name__)
 
 Format = Literal["tflite", "onnx"]
 FORMATS: tuple[Format, ...] = ("tflite", "onnx")
-# Bump when exported graphs change without a key change: export settings (opset, channel-last
-# rule) or a module's forward. Weight-init changes are covered by nas.modules.INIT_VERSION.
-EXPORT_VERSION = 1
 ONNX_OPSET = 17
 CACHE_ENV = "MOBILEVIT_NAS_CACHE"
 
@@ -160,7 +159,7 @@ def cache_path(what: str, fmt: Format, weights: str, stem: str, cache_dir: str |
     """Cache file for content `what` (a block key or subnet JSON) with `weights` in format `fmt`."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; known: {list(FORMATS)}")
-    ident = json.dumps({"what": what, "format": fmt, "weights": weights, "export": EXPORT_VERSION,
+    ident = json.dumps({"what": what, "format": fmt, "weights": weights, "code": graph_code_version(),
                         "versions": exporter_versions(fmt)}, sort_keys=True)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
     return Path(cache_dir or default_cache_dir()) / fmt / f"{stem}-{digest}.{fmt}"
@@ -178,7 +177,7 @@ def weights_hash(module: nn.Module) -> str:
 
 def export_block(cfg: BlockCfg, fmt: Format, cache_dir: str | Path | None = None, seed: int = 0) -> Path:
     """The block `cfg` (weights from `seed`) in `fmt`, converted once and cached."""
-    path = cache_path(cfg.key, fmt, f"seed{seed}/init{INIT_VERSION}", cfg.key, cache_dir)
+    path = cache_path(cfg.key, fmt, f"seed{seed}", cfg.key, cache_dir)
     if path.exists():
         log.debug("cache hit %s", path)
         return path
@@ -191,7 +190,7 @@ def export_subnet(subnet: Subnet, fmt: Format, cache_dir: str | Path | None = No
 
     `module` (e.g. `Supernet.get_active_subnet()`) is exported as given and keyed by a hash of its
     weights; otherwise `build_subnet(subnet, seed=seed)` is."""
-    weights = weights_hash(module) if module is not None else f"seed{seed}/init{INIT_VERSION}"
+    weights = weights_hash(module) if module is not None else f"seed{seed}"
     stem = f"subnet_{subnet.space}_r{subnet.resolution}"
     path = cache_path(subnet.to_json(), fmt, weights, stem, cache_dir)
     if path.exists():

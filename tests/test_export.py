@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nas import export
+from nas.codehash import NAS_DIR, graph_code_version, graph_sources, source_fingerprint
 from nas._registry import create_space
 from nas.blocks import BLOCK_TYPES, parse_key
 from nas.modules import build_block, example_input, is_channel_last
@@ -168,3 +169,19 @@ def test_export_restores_train_mode(tmp_path: Path) -> None:
     export.export_onnx(module, example_input(cfg), tmp_path / "m.onnx")
     assert all(m.training for m in module.modules())
     assert os.path.getsize(tmp_path / "m.onnx") > 0
+
+
+def test_code_fingerprint_ignores_comments_and_docstrings_but_not_code(tmp_path: Path):
+    src = tmp_path / "block.py"
+
+    def fp(text: str) -> str:
+        src.write_text(text)
+        return source_fingerprint([src], root=tmp_path)
+
+    base = fp('"""Doc."""\ndef forward(x):\n    return x * 2\n')
+    assert fp('"""Other doc."""\n# a comment\ndef forward(x):\n    """Says why."""\n    return x*2  # same\n') == base
+    assert fp('"""Doc."""\ndef forward(x):\n    return x * 3\n') != base
+    # the real fingerprint covers every block module, weight init, the supernet and the exporter
+    names = {p.relative_to(NAS_DIR).as_posix() for p in graph_sources()}
+    assert {"modules/attention.py", "modules/mbconv.py", "modules/init.py", "supernet.py", "export.py"} <= names
+    assert graph_code_version() == source_fingerprint(graph_sources())

@@ -11,11 +11,11 @@ from nas.modules.attention import Attention
 from nas.modules.ffn import FFN
 from nas.modules.firstconv import FirstConv
 from nas.modules.head import Head
-from nas.modules.init import INIT_VERSION, init_weights_
+from nas.modules.init import init_weights_
 from nas.modules.layers import inherit
 from nas.modules.mbconv import MBConv
 
 __all__ = [
-    "FFN", "INIT_VERSION", "Attention", "FirstConv", "Head", "MBConv", "build_block", "construct_block",
+    "FFN", "Attention", "FirstConv", "Head", "MBConv", "build_block", "construct_block",
     "example_input", "inherit", "init_weights_", "input_shape", "is_channel_last", "list_block_types",
 ]

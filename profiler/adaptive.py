@@ -17,7 +17,7 @@ from tqdm import tqdm
 from nas.blocks import BlockCfg
 from nas.searchspace import SearchSpace
 from profiler.plan import shuffled
-from profiler.session import ProfileJob, RunStopped, Summary, measure_blocks, open_session
+from profiler.session import ProfileJob, Summary, measure_blocks, open_session, run_until_stopped
 from profiler.targets import Target
 
 
@@ -47,14 +47,9 @@ def profile_adaptive(job: ProfileJob, space: SearchSpace, budget: int, stop: thr
         stored.update(new)
         return [stored.get(b.key, float("nan")) for b in batch]  # nan: failed, recorded in the store
 
-    seed = job.protocol.seed
-    try:
+    def work() -> None:
+        seed = job.protocol.seed
         weights = subnet_weights(space, blocks, random.Random(seed))
         choose(blocks, budget, measure, np.random.default_rng(seed), weights=weights)
-    except RunStopped as e:
-        summary.error = str(e)
-    finally:
-        bar.close()
-        sess.close()
-        summary.seconds = time.time() - t0
-    return summary
+
+    return run_until_stopped(sess, summary, bar, t0, work)

@@ -202,8 +202,14 @@ def profile_device(job: ProfileJob, stop: threading.Event | None = None, target:
     summary.skipped = len(job.blocks) - len(todo)
     bar = tqdm(total=len(job.blocks), initial=summary.skipped, desc=summary.serial, unit="block",
                position=job.progress_position, leave=True, dynamic_ncols=True)
+    return run_until_stopped(sess, summary, bar, t0, lambda: measure_blocks(sess, todo, summary, bar, stop))
+
+
+def run_until_stopped(sess: DeviceSession, summary: Summary, bar: tqdm, t0: float,
+                      work: Callable[[], object]) -> Summary:
+    """Run `work`; a stopped device ends it with the reason in `summary`. Always closes bar and session."""
     try:
-        measure_blocks(sess, todo, summary, bar, stop)
+        work()
     except RunStopped as e:
         summary.error = str(e)
     finally:

@@ -17,7 +17,13 @@ from tqdm import tqdm
 from nas.blocks import BlockCfg
 from nas.searchspace import SearchSpace
 from profiler.plan import shuffled
-from profiler.session import ProfileJob, Summary, measure_blocks, open_session, run_until_stopped
+from profiler.session import (
+    ProfileJob,
+    Summary,
+    measure_blocks,
+    open_session,
+    run_until_stopped,
+)
 from profiler.targets import Target
 
 

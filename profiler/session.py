@@ -5,15 +5,21 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
-
-from functools import partial
 
 from tqdm import tqdm
 
 from nas.blocks import BlockCfg
-from profiler.errors import DeviceDisconnected, DeviceOffline, ParseError, ProfilerError, RunnerError, StoreError
+from profiler.errors import (
+    DeviceDisconnected,
+    DeviceOffline,
+    ParseError,
+    ProfilerError,
+    RunnerError,
+    StoreError,
+)
 from profiler.fingerprint import EnvSnapshot, needs_cooldown, read_env, read_fingerprint
 from profiler.prefetch import prefetch
 from profiler.protocol import BlockResult, measure_model, timed
@@ -174,7 +180,9 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
 def measure_blocks(sess: DeviceSession, cfgs: list[BlockCfg], summary: Summary, bar: tqdm,
                    stop: threading.Event | None) -> dict[str, float]:
     """`measure_models` for blocks of the search space."""
-    from nas.export import export_block  # torch and the converters load only once a device is ready
+    from nas.export import (
+        export_block,  # torch and the converters load only once a device is ready
+    )
 
     return measure_models(sess, cfgs, "block", lambda b: b.key, partial(export_block, fmt=sess.job.run.model_format),
                           summary, bar, stop)

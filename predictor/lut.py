@@ -14,7 +14,8 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from nas.blocks import BLOCK_TYPES, BlockCfg, block_type
+from nas.blocks import BLOCK_TYPES, BlockCfg, parse_key
+from nas.costs import block_features
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 from predictor.subnet_index import SubnetIndexer
@@ -94,6 +95,25 @@ class Lut:
         return lut
 
 
+def open_lut(name_or_path: str | Path, space: str = "elasticvit") -> Lut:
+    """A LUT from this project's format (with sources and meta), a flat nn-Meter `.json`/`.json.gz`,
+    or the name of a shipped published LUT (`pixel4`, `xiaomi11`). Raises LutFormatError / OSError."""
+    from profiler.published import load_lut, lut_path
+
+    path = lut_path(name_or_path, space)
+    data = load_lut(path, space)
+    if data.get("format") == LUT_FORMAT:
+        return Lut.load(path)
+    if "format" in data:
+        raise LutFormatError(f"{path}: unknown LUT format {data['format']!r}")
+    lut = Lut(path.name.split(".")[0], "cpu", space, meta={"source": str(path)})
+    for k, v in data.items():
+        if not isinstance(v, (int, float)):
+            raise LutFormatError(f"{path}: {k} has latency {v!r}; expected a number of ms")
+        lut.set(k, float(v), "measured")
+    return lut
+
+
 def fill_lut(device: str, backend: str, space: SearchSpace, blocks: Sequence[BlockCfg],
              measured: Mapping[str, float], predictor, meta: dict | None = None) -> Lut:
     """Every block of `blocks`: the measured value where there is one, else `predictor.predict`."""
@@ -108,18 +128,24 @@ def fill_lut(device: str, backend: str, space: SearchSpace, blocks: Sequence[Blo
     return lut
 
 
-Network = Sequence[tuple[str, float]]  # a network as its blocks' (block type, LUT entry ms), in order
+Network = Sequence[tuple[BlockCfg, float]]  # a network as its blocks with their LUT entries (ms), in order
+
+
+def weight_mb(cfg: BlockCfg) -> float:
+    return block_features(cfg)["weight_bytes"] / 2**20
 
 
 class NetworkCorrection:
-    """Whole network = sum over its blocks of (scale[block type] * entry + per_block_ms) + offset_ms.
+    """Whole network = sum over its blocks of (scale[type] * entry + ms_per_weight_mb * weight MB
+    + per_block_ms) + offset_ms.
 
-    Block-wise timing misses inter-block effects: a block timed alone keeps its weights and
-    activations in cache, and inside a network the converter adds layout ops at some block
-    boundaries. Measured networks show these as a per-type scale and a per-block cost. Fitted by
-    least squares on relative error with a ridge pull towards the plain sum (scale 1, no extra
-    cost), so a handful of networks cannot overfit. Linear in the entries, so it folds into them
-    (`correct_entry`) and subnet prediction stays one vectorised sum."""
+    A block timed alone finds its weights and activations in cache from its previous run; inside a
+    network every block starts with the cache filled by the others, so each block pays for fetching its
+    weights again (`benchmarks/bench_network_gap.py`: the ops are identical, the gap is cache warmth).
+    Measured networks show this as a per-type scale, a cost per MB of weights and a per-block cost.
+    Fitted by least squares on relative error with a ridge pull towards the plain sum (scale 1, no extra
+    cost), so a handful of networks cannot overfit. Linear in each block's entry, so it folds into the
+    entries (`correct_entry`) and subnet prediction stays one vectorised sum."""
 
     def __init__(self, ridge: float = 0.05) -> None:
         self.ridge = ridge
@@ -129,9 +155,11 @@ class NetworkCorrection:
         rows = []
         for net in networks:
             sums = dict.fromkeys(BLOCK_TYPES, 0.0)
-            for btype, ms in net:
-                sums[btype] += ms
-            rows.append([*sums.values(), float(len(net)), 1.0])
+            mb = 0.0
+            for cfg, ms in net:
+                sums[cfg.type] += ms
+                mb += weight_mb(cfg)
+            rows.append([*sums.values(), mb, float(len(net)), 1.0])
         return np.array(rows, dtype=float)
 
     def fit(self, networks: Sequence[Network], measured_ms: Sequence[float]) -> "NetworkCorrection":
@@ -139,34 +167,43 @@ class NetworkCorrection:
         if len(f) != len(y) or len(y) == 0:
             raise ValueError(f"need networks and measured latencies of equal, non-zero length ({len(f)}, {len(y)})")
         a = f / y[:, None]  # relative residuals: divide rows by the measured latency
-        theta0 = np.array([1.0] * len(BLOCK_TYPES) + [0.0, 0.0])
+        theta0 = np.array([1.0] * len(BLOCK_TYPES) + [0.0, 0.0, 0.0])
         lam = self.ridge * np.eye(len(theta0))
         theta = np.linalg.solve(a.T @ a + lam, a.T @ np.ones_like(y) + lam @ theta0)
         self.scale_ = dict(zip(BLOCK_TYPES, map(float, theta[:len(BLOCK_TYPES)])))
-        self.per_block_ms_, self.offset_ms_ = float(theta[-2]), float(theta[-1])
+        self.ms_per_weight_mb_, self.per_block_ms_, self.offset_ms_ = map(float, theta[-3:])
         return self
 
     def _check(self) -> None:
         if not hasattr(self, "scale_"):
             raise RuntimeError("NetworkCorrection is not fitted yet: call fit(networks, measured_ms) first")
 
-    def correct_entry(self, btype: str, ms: float) -> float:
+    def correct_entry(self, cfg: BlockCfg, ms: float) -> float:
         self._check()
-        return self.scale_[btype] * ms + self.per_block_ms_
+        return self.scale_[cfg.type] * ms + self.ms_per_weight_mb_ * weight_mb(cfg) + self.per_block_ms_
 
     def predict(self, networks: Sequence[Network]) -> np.ndarray:
         self._check()
-        return np.array([sum(self.correct_entry(t, ms) for t, ms in net) + self.offset_ms_ for net in networks])
+        return np.array([sum(self.correct_entry(cfg, ms) for cfg, ms in net) + self.offset_ms_ for net in networks])
 
     def get_state(self) -> dict:
         self._check()
-        return {"scale": self.scale_, "per_block_ms": self.per_block_ms_, "offset_ms": self.offset_ms_,
-                "ridge": self.ridge}
+        return {"scale": self.scale_, "ms_per_weight_mb": self.ms_per_weight_mb_, "per_block_ms": self.per_block_ms_,
+                "offset_ms": self.offset_ms_, "ridge": self.ridge}
+
+    META_KEY = "network_correction"  # where a Lut's meta keeps the fitted state
+
+    @classmethod
+    def of_lut(cls, lut: Lut) -> "NetworkCorrection | None":
+        """The correction fitted for `lut`'s device (saved by `predictor.validate`), if any."""
+        state = lut.meta.get(cls.META_KEY)
+        return cls.from_state(state) if state else None
 
     @classmethod
     def from_state(cls, state: dict) -> "NetworkCorrection":
         m = cls(float(state.get("ridge", 0.05)))
         m.scale_ = {k: float(v) for k, v in state["scale"].items()}
+        m.ms_per_weight_mb_ = float(state.get("ms_per_weight_mb", 0.0))  # absent in states saved before it existed
         m.per_block_ms_, m.offset_ms_ = float(state["per_block_ms"]), float(state["offset_ms"])
         return m
 
@@ -179,7 +216,7 @@ class SubnetPredictor:
         flat = lut.flat() if isinstance(lut, Lut) else dict(lut)
         self.indexer = SubnetIndexer(space, list(flat))
         if correction is not None:  # the correction is linear per entry: fold it in once
-            flat = {k: correction.correct_entry(block_type(k), v) for k, v in flat.items()}
+            flat = {k: correction.correct_entry(parse_key(k), v) for k, v in flat.items()}
         self.values = np.append(np.fromiter(flat.values(), dtype=float, count=len(flat)), 0.0)  # [-1]: padding
         self.offset_ms = correction.offset_ms_ if correction is not None else 0.0
 

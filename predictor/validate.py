@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100, help="number of subnets to export and measure")
     ap.add_argument("--json", type=Path, help="write the report here")
     ap.add_argument("--plot", type=Path, help="scatter plot PNG (default: next to --json, or measurements/)")
-    ap.add_argument("--lut-out", type=Path, help="write the filled LUT (nn-Meter flat JSON; sources next to it)")
+    ap.add_argument("--lut-out", type=Path, help="write the filled LUT (nn-Meter flat JSON; beside it X.sources.json: "
+                    "sources and the fitted network correction, what nas.search reads)")
     ap.add_argument("--runner", default="linux-python")
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -158,9 +159,6 @@ def validate(args: argparse.Namespace) -> dict:
     with Store(args.store) as store:
         measured = store.latencies(serial, run.runner, run.backend, run.threads)
     lut = fit_lut(space, measured, serial, run.backend, args.seed)
-    if args.lut_out:
-        lut.export_nnmeter(args.lut_out)
-        lut.save(args.lut_out.with_suffix(".sources.json"))
     subnets = spread_over_macs(space, args.n, random.Random(args.seed))
     truth_by_key = measure_subnets(job, subnets, space.stage_names)
     subnets = [s for s in subnets if subnet_key(s) in truth_by_key]
@@ -169,7 +167,7 @@ def validate(args: argparse.Namespace) -> dict:
     truth = np.array([truth_by_key[subnet_key(s)] for s in subnets])
     sums = SubnetPredictor(lut, space).predict(subnets)
     flat = lut.flat()
-    networks = [[(b.type, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
+    networks = [[(b, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
     folds = min(5, len(subnets))
     corrected = cross_validated_correction(networks, truth, folds, np.random.default_rng(args.seed))
     # The predictor is the block sum plus the network-level correction (fitted on measured networks);
@@ -178,6 +176,10 @@ def validate(args: argparse.Namespace) -> dict:
                     "prediction": f"sum of LUT entries + network correction ({folds}-fold cross-validated)",
                     **metrics.summary(corrected, truth), "block_sum": metrics.summary(sums, truth),
                     "correction": NetworkCorrection().fit(networks, truth).get_state()}
+    if args.lut_out:  # block entries as nn-Meter JSON; beside it the full LUT: sources + the network correction
+        lut.meta[NetworkCorrection.META_KEY] = report["correction"]
+        lut.export_nnmeter(args.lut_out)
+        lut.save(args.lut_out.with_suffix(".sources.json"))
     noise_job = replace(job, export_workers=1)
     report["noise_floor"] = noise_floor(noise_job, subnets[:: max(1, len(subnets) // args.noise_networks)][:args.noise_networks],
                                         args.noise_repeats) if args.noise_networks > 0 else None

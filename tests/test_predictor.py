@@ -15,7 +15,7 @@ from nas._registry import create_space
 from nas.costs import OP_KINDS
 from predictor import metrics
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.lut import Lut, NetworkCorrection, SubnetPredictor, predict_subnets
+from predictor.lut import Lut, NetworkCorrection, SubnetPredictor, predict_subnets, weight_mb
 from predictor.lutfill import evaluate, fill, main as lutfill_main
 from predictor.sampler import SamplerConfig, choose
 from predictor.xgb import LatencyPredictor, PredictorFormatError
@@ -125,11 +125,15 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     subnets = [space.sample(r) for _ in range(300)] + [space.min_subnet(), space.max_subnet()]
     plain = np.array([sum(lut[b.key] for b in space.blocks_of(s)) for s in subnets])
     np.testing.assert_allclose(predict_subnets(lut, subnets, space), plain, rtol=1e-12)
-    nets = [[(b.type, lut[b.key]) for b in space.blocks_of(s)] for s in subnets]
-    # a network-level effect: attention 1.3x slower in a network, 0.02 ms per block boundary, 0.5 ms per graph
-    truth = np.array([sum((1.3 if t == "transattn" else 1.0) * ms + 0.02 for t, ms in n) + 0.5 for n in nets])
+    nets = [[(b, lut[b.key]) for b in space.blocks_of(s)] for s in subnets]
+    # network-level effects: attention 1.3x slower in a network, weights re-fetched at 0.05 ms/MB,
+    # 0.02 ms per block boundary, 0.5 ms per graph
+    truth = np.array([sum((1.3 if b.type == "transattn" else 1.0) * ms + 0.05 * weight_mb(b) + 0.02 for b, ms in n) + 0.5
+                      for n in nets])
     corr = NetworkCorrection(ridge=1e-9).fit(nets, truth)
     assert corr.scale_["transattn"] == pytest.approx(1.3, rel=1e-4) and corr.per_block_ms_ == pytest.approx(0.02, rel=1e-3)
+    assert corr.ms_per_weight_mb_ == pytest.approx(0.05, rel=1e-3)
+    assert NetworkCorrection.from_state(corr.get_state()).predict(nets) == pytest.approx(truth, rel=1e-6)
     np.testing.assert_allclose(SubnetPredictor(lut, space, corr).predict(subnets), truth, rtol=1e-6)
     np.testing.assert_allclose(corr.predict(nets), truth, rtol=1e-6)
     one = NetworkCorrection().fit(nets[:1], truth[:1])  # one network: the ridge keeps it near the plain sum

@@ -11,6 +11,8 @@ import pytest
 
 from nas._registry import create_space
 from nas.costs import subnet_features
+from nas.search_cli import main as search_main
+from predictor.lut import NetworkCorrection, open_lut
 from predictor.validate import cross_validated_correction, main as validate_main, spread_over_macs
 from profiler.run import main as run_main
 
@@ -25,9 +27,10 @@ def test_subnets_spread_over_macs_range():
 
 def test_cross_validated_correction_recovers_a_network_level_effect():
     rng = np.random.default_rng(0)
-    types = ["conv", "transattn", "transffn"]
-    nets = [[(types[j % 3], float(rng.uniform(0.1, 2))) for j in range(int(rng.integers(10, 40)))] for _ in range(40)]
-    truth = np.array([sum((1.2 if t == "conv" else 1.0) * ms + 0.03 for t, ms in n) + 1.0 for n in nets])
+    catalogue = [b for b in create_space("elasticvit").enumerate_blocks() if b.type in ("conv", "transattn", "transffn")]
+    nets = [[(catalogue[i], float(rng.uniform(0.1, 2))) for i in rng.integers(0, len(catalogue), rng.integers(10, 40))]
+            for _ in range(40)]
+    truth = np.array([sum((1.2 if b.type == "conv" else 1.0) * ms + 0.03 for b, ms in n) + 1.0 for n in nets])
     pred = cross_validated_correction(nets, truth, 5, rng)
     plain = np.array([sum(ms for _, ms in n) for n in nets])
     err, plain_err = np.abs(pred / truth - 1), np.abs(plain / truth - 1)
@@ -54,6 +57,12 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     assert Path(report["plot"]).stat().st_size > 10_000
     assert report["noise_floor"]["repeats"] == 2
     assert len(json.loads((tmp_path / "lut.json").read_text())) == 3073
+    # the full LUT beside it carries the fitted correction, and the search reads both
+    full = open_lut(tmp_path / "lut.sources.json")
+    assert NetworkCorrection.of_lut(full).get_state() == report["correction"]
+    assert search_main(["--lut", str(tmp_path / "lut.sources.json"), "--latency-ms", "1000", "--generations", "1",
+                        "--population", "4"]) == 0
+    assert "block sum + network correction" in capsys.readouterr().out
     with sqlite3.connect(store) as c:
         assert c.execute("SELECT COUNT(*) FROM validations").fetchone()[0] == 1
         assert c.execute("SELECT COUNT(*) FROM measurements WHERE kind='network'").fetchone()[0] == 2

@@ -1,0 +1,106 @@
+"""Latency-constrained search over the published Pixel 4 LUT (real phone data shipped with the repo)."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas._registry import create_space
+from nas.costs import subnet_features
+from nas.search import Constraints, Infeasible, SearchSettings, crossover, mutate, search
+from nas.search_cli import main as search_main
+from predictor.lut import Lut, NetworkCorrection, SubnetPredictor, open_lut
+
+SMALL = SearchSettings(population=40, generations=8, parents=10)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return create_space("elasticvit")
+
+
+@pytest.fixture(scope="module")
+def pixel4(space):
+    return SubnetPredictor(open_lut("pixel4"), space)
+
+
+def test_mutation_and_crossover_stay_in_the_space(space):
+    rng = random.Random(0)
+    subs = [space.sample(rng) for _ in range(50)]
+    for a, b in zip(subs, subs[1:]):
+        for child in (mutate(space, a, rng, 0.5), crossover(space, a, b, rng)):
+            assert space.validate(child) == child  # widths repaired to non-decreasing
+    assert mutate(space, subs[0], rng, 0.0) == subs[0]
+
+
+def test_search_meets_the_limit_and_beats_the_released_subnet(space, pixel4):
+    s1 = space.subnet("S1")
+    limit = float(pixel4.predict([s1])[0])  # S1's own latency on Pixel 4 (21.1 ms)
+    res = search(space, pixel4.predict, Constraints(limit), "macs", SMALL, random.Random(0))
+    assert res.best and all(c.latency_ms <= limit for c in res.best)
+    np.testing.assert_allclose([c.latency_ms for c in res.best], pixel4.predict([c.subnet for c in res.best]))
+    s1_macs = subnet_features(space.blocks_of(s1))["macs"]
+    assert res.best[0].score > s1_macs  # the most MACs the budget allows, more than S1 (searched for accuracy)
+    assert res.best_per_generation == sorted(res.best_per_generation)  # elitist: never gets worse
+    again = search(space, pixel4.predict, Constraints(limit), "macs", SMALL, random.Random(0))
+    assert [c.subnet for c in again.best] == [c.subnet for c in res.best]  # seeded
+
+
+def test_params_limit_is_joint_with_latency(space, pixel4):
+    res = search(space, pixel4.predict, Constraints(40.0, max_params=9e6), "macs", SMALL, random.Random(1))
+    assert res.best and all(c.params <= 9e6 and c.latency_ms <= 40.0 for c in res.feasible_seen)
+    free = search(space, pixel4.predict, Constraints(40.0), "macs", SMALL, random.Random(1))
+    assert free.best[0].params > 9e6  # the size limit binds
+    with pytest.raises(Infeasible, match=r"params <= 4\.00 M: the smallest .* 5\.64 M params"):
+        search(space, pixel4.predict, Constraints(40.0, max_params=4e6), "macs", SMALL, random.Random(1))
+
+
+def test_infeasible_limit_names_the_smallest_subnet(space, pixel4):
+    with pytest.raises(Infeasible, match=r"smallest is predicted at \d+\.\d+ ms"):
+        search(space, pixel4.predict, Constraints(0.5), "macs", SMALL, random.Random(0))
+
+
+def test_cli_prints_best_and_released_and_writes_json_and_plot(tmp_path: Path, capsys):
+    out, png = tmp_path / "best.json", tmp_path / "best.png"
+    assert search_main(["--lut", "pixel4", "--latency-ms", "22", "--population", "30", "--generations", "5",
+                        "--json", str(out), "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "#1" in text and "S1" in text and "L3" not in text  # S1 (21.1 ms) fits 22 ms, L3 (78.8 ms) does not
+    doc = json.loads(out.read_text())
+    assert doc["best"] and all(b["latency_ms"] <= 22 for b in doc["best"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--lut", "pixel4", "--latency-ms", "0.5"], "infeasible constraint"),
+    (["--lut", "nokia3310", "--latency-ms", "10"], "no published LUT named 'nokia3310'"),
+])
+def test_cli_bad_input_is_one_line_error(capsys, argv, msg):
+    assert search_main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_lut_missing_blocks_is_one_line_error(tmp_path: Path, capsys):
+    lut = tmp_path / "partial.json"
+    lut.write_text(json.dumps({"firstconv_128_3_16_2_3": 0.2}))
+    assert search_main(["--lut", str(lut), "--latency-ms", "10"]) == 2
+    assert "not among the LUT's keys" in capsys.readouterr().err
+
+
+def test_correction_saved_with_the_lut_is_applied(tmp_path: Path, space):
+    lut = open_lut("pixel4")
+    sub = space.subnet("T1")
+    nets = [[(b, lut.flat()[b.key]) for b in space.blocks_of(s)] for s in (sub, space.subnet("M"))]
+    corr = NetworkCorrection(ridge=1e-9).fit(nets, [9.0, 40.0])
+    lut.meta[NetworkCorrection.META_KEY] = corr.get_state()
+    lut.save(tmp_path / "lut.sources.json")
+    loaded = open_lut(tmp_path / "lut.sources.json")
+    assert isinstance(loaded, Lut) and loaded.count("measured") == 12116
+    again = NetworkCorrection.of_lut(loaded)
+    assert again is not None
+    assert SubnetPredictor(loaded, space, again).predict([sub])[0] == pytest.approx(corr.predict(nets[:1])[0])
+    assert NetworkCorrection.of_lut(open_lut("pixel4")) is None

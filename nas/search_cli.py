@@ -14,10 +14,17 @@ import random
 import sys
 from pathlib import Path
 
-
 from nas._registry import create_space, list_spaces
 from nas.costs import subnet_features
-from nas.search import OBJECTIVES, Candidate, Constraints, Infeasible, SearchResult, SearchSettings, search
+from nas.search import (
+    OBJECTIVES,
+    Candidate,
+    Constraints,
+    Infeasible,
+    SearchResult,
+    SearchSettings,
+    search,
+)
 from nas.searchspace import SearchSpace
 
 
@@ -69,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the best subnets and settings here")
     ap.add_argument("--plot", type=Path, help="latency-vs-objective scatter plot (PNG)")
     args = ap.parse_args(argv)
-    from predictor.lut import LutFormatError, NetworkCorrection, SubnetPredictor, open_lut
+    from predictor.lut import (
+        LutFormatError,
+        NetworkCorrection,
+        SubnetPredictor,
+        open_lut,
+    )
 
     if args.latency_ms <= 0 or args.population < 2 or args.generations < 0:
         print("error: --latency-ms must be > 0, --population >= 2, --generations >= 0", file=sys.stderr)

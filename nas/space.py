@@ -5,6 +5,7 @@ import argparse
 import json
 import random
 import sys
+from pathlib import Path
 
 from nas._registry import create_space, list_spaces
 from nas.costs import subnet_features
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.sample is not None:
             sub = space.sample(random.Random(args.sample))
         else:
-            sub = _resolve(space, args.subnet)
+            sub = resolve_subnet(space, args.subnet)
         blocks = space.blocks_of(sub)
         feats = subnet_features(blocks)
         out = {
@@ -53,9 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _resolve(space, spec: str):
-    from pathlib import Path
-
+def resolve_subnet(space, spec: str):
+    """A subnet from a released name, 'min', 'max', a JSON file or a JSON string; raises ValueError."""
     if spec == "min":
         return space.min_subnet()
     if spec == "max":

@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from nas._registry import create_space, list_spaces
+from nas.space import resolve_subnet
 from profiler.errors import ProfilerError
 from profiler.adaptive import profile_adaptive
 from profiler.plan import plan_blocks
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--all-devices", action="store_true", help="profile every attached device in parallel")
     ap.add_argument("--space", default="elasticvit", help=f"search space: {list_spaces()}")
     ap.add_argument("--budget", type=int, help="measure this many blocks in all (default: every block)")
+    ap.add_argument("--subnet", action="append", default=[], metavar="SPEC",
+                    help="measure only the blocks these subnets run (repeatable): a released name (S1), min, max, "
+                         "or a subnet JSON file/string")
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help="SQLite measurement store")
     ap.add_argument("--runner", choices=list_runners(), help="default: tflite-benchmark when --benchmark-binary "
                     "is given, else linux-python")
@@ -74,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         Store(args.store).close()  # fail early, with one line, on a corrupt store
         # Resolve every device before measuring: unknown, offline, unauthorized fail here in one line.
         targets = [open_target(serial) for serial in resolve_serials(args)]
+        subnets = [resolve_subnet(space, spec) for spec in args.subnet]
+        if subnets and args.budget is not None:
+            raise ValueError("--subnet measures exactly the blocks of the given subnets; drop --budget")
         adaptive = args.budget is not None and args.pick == "adaptive"
-        jobs = [ProfileJob(t.serial, () if adaptive else tuple(plan_for(space, args, t.serial, run)), run, protocol,
+        jobs = [ProfileJob(t.serial, () if adaptive else tuple(plan_for(space, args, t.serial, run, subnets)), run, protocol,
                            args.store, args.benchmark_binary, i, args.export_workers) for i, t in enumerate(targets)]
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -103,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     return report(summaries)
 
 
-def plan_for(space, args: argparse.Namespace, serial: str | None, run: RunSettings) -> list:
+def plan_for(space, args: argparse.Namespace, serial: str | None, run: RunSettings, subnets: list) -> list:
     already: set[str] = set()
     if args.budget is not None and serial is not None:
         with Store(args.store) as store:
             already = set(store.latencies(serial, run.runner, run.backend, run.threads))
-    return plan_blocks(space, args.budget, args.seed, already)
+    return plan_blocks(space, args.budget, args.seed, already, subnets)
 
 
 def report(summaries: list[Summary]) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nas._registry import create_space
 from profiler.fingerprint import read_env, read_fingerprint
 from profiler.run import main as run_main
 from profiler.targets import LocalTarget
@@ -50,6 +51,25 @@ def test_budget_run_stores_and_rerun_skips(tmp_path: Path, capsys):
             "JOIN devices d ON d.id = m.device_id").fetchone()
     assert lat > 0 and n == 5
     assert '"cpu_mask"' in settings and '"kernel"' in fp
+
+
+@pytest.mark.slow
+def test_subnet_option_measures_exactly_its_blocks(tmp_path: Path, capsys):
+    space = create_space("elasticvit")
+    keys = {b.key for b in space.blocks_of(space.subnet("T1"))}
+    store = tmp_path / "m.sqlite"
+    assert run_main(["--serial", "local", "--subnet", "T1", "--store", str(store), *FAST]) == 0
+    with sqlite3.connect(store) as c:
+        assert {k for (k,) in c.execute("SELECT key FROM measurements")} == keys
+    assert f"{len(keys)} measured" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, msg", [(["--subnet", "T1", "--budget", "3"], "drop --budget"),
+                                       (["--subnet", "L2"], "unknown subnet 'L2'")])
+def test_subnet_option_bad_input_is_one_line_error(tmp_path: Path, capsys, argv, msg):
+    assert run_main(["--serial", "local", "--store", str(tmp_path / "m.sqlite"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -89,7 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         space = create_space(args.space)
         lut = open_lut(args.lut, space.name)
+        if lut.space != space.name:
+            raise ValueError(f"{args.lut} is a LUT of space {lut.space!r}, not {space.name!r} (--space)")
         correction = None if args.no_correction else NetworkCorrection.of_lut(lut)
+        full = Path(args.lut).with_suffix(".sources.json")
+        if (correction is None and not args.no_correction and full.exists() and full != Path(args.lut)
+                and NetworkCorrection.of_lut(open_lut(full, space.name)) is not None):
+            print(f"note: {full} beside it carries the device's network correction; pass it as --lut for "
+                  "corrected latency", file=sys.stderr)
         predictor = SubnetPredictor(lut, space, correction)
         limits = Constraints(args.latency_ms, args.max_params_m * 1e6 if args.max_params_m else None)
         settings = SearchSettings(population=args.population, generations=args.generations)

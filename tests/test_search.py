@@ -104,3 +104,21 @@ def test_correction_saved_with_the_lut_is_applied(tmp_path: Path, space):
     assert again is not None
     assert SubnetPredictor(loaded, space, again).predict([sub])[0] == pytest.approx(corr.predict(nets[:1])[0])
     assert NetworkCorrection.of_lut(open_lut("pixel4")) is None
+
+
+def test_cli_points_from_a_flat_lut_to_its_corrected_sibling(tmp_path: Path, capsys):
+    lut = open_lut("pixel4")
+    lut.export_nnmeter(tmp_path / "lut.json")
+    lut.save(tmp_path / "lut.sources.json")  # no correction in it: nothing to point to
+    assert search_main(["--lut", str(tmp_path / "lut.json"), "--latency-ms", "30", "--generations", "1",
+                        "--population", "4"]) == 0
+    assert "beside it" not in capsys.readouterr().err
+    lut.meta[NetworkCorrection.META_KEY] = {"scale": {}, "per_block_ms": 0.0, "offset_ms": 0.0}
+    lut.save(tmp_path / "lut.sources.json")
+    assert search_main(["--lut", str(tmp_path / "lut.json"), "--latency-ms", "30", "--generations", "1",
+                        "--population", "4"]) == 0
+    assert "lut.sources.json beside it carries" in capsys.readouterr().err
+    other = Lut("x", "cpu", "otherspace", entries=dict(lut.entries))
+    other.save(tmp_path / "other.json")
+    assert search_main(["--lut", str(tmp_path / "other.json"), "--latency-ms", "30"]) == 2
+    assert "LUT of space 'otherspace'" in capsys.readouterr().err

@@ -20,9 +20,11 @@ from nas.search import (
     OBJECTIVES,
     Candidate,
     Constraints,
+    Evaluator,
     Infeasible,
     SearchResult,
     SearchSettings,
+    feasible,
     search,
 )
 from nas.searchspace import SearchSpace
@@ -109,12 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     latency_of = "block sum + network correction" if correction else "block sum"
-    released = {}
-    for name, sub in space.released.items():
-        lat = float(predictor.predict([sub])[0])
-        params = subnet_features(space.blocks_of(sub))["params"]
-        if lat <= limits.latency_ms and (limits.max_params is None or params <= limits.max_params):
-            released[name] = Candidate(sub, lat, params, float(OBJECTIVES[args.objective](space, [sub])[0]))
+    evaluate = Evaluator(space, predictor.predict, OBJECTIVES[args.objective])
+    released = {name: c for name, c in zip(space.released, evaluate(list(space.released.values())))
+                if feasible(c, limits)}
     print(f"{lut.device} ({latency_of}), limit {limits.latency_ms:g} ms, objective {args.objective}, "
           f"{result.evaluated} subnets evaluated")
     print(f"{'':>8s} {'latency':>9s} {'MMACs':>8s} {'MMACs ref':>9s} {'params M':>8s}")

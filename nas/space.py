@@ -65,7 +65,8 @@ def resolve_subnet(space, spec: str):
     text = Path(spec).read_text() if spec.endswith(".json") else spec
     if not text.lstrip().startswith("{"):
         raise ValueError(f"unknown subnet {spec!r}; released: {list(space.released)}, or 'min', 'max', JSON")
-    return space.from_dict(json.loads(text))
+    data = json.loads(text)
+    return space.from_dict(data.get("subnet", data))  # also what `nas.space --subnet/--sample` prints
 
 
 if __name__ == "__main__":

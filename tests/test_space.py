@@ -187,3 +187,14 @@ def test_subnet_json_stage_order_does_not_matter(space):
     data = json.loads(json.dumps(space.subnet("S1").to_dict(space.stage_names), sort_keys=True))
     assert list(data["stages"]) != list(space.stage_names)  # sorted keys reorder the stages
     assert space.from_dict(data) == space.subnet("S1")
+
+
+def test_printed_subnet_resolves_back(space, tmp_path, capsys):
+    from nas.space import resolve_subnet
+
+    assert space_main(["--sample", "7"]) == 0
+    printed = tmp_path / "s7.json"
+    printed.write_text(capsys.readouterr().out)
+    assert resolve_subnet(space, str(printed)) == space.sample(random.Random(7))
+    with pytest.raises(ValueError, match="unknown subnet 'L2'"):
+        resolve_subnet(space, "L2")

@@ -134,10 +134,11 @@ def search(space: SearchSpace, latency: Callable[[Sequence[Subnet]], np.ndarray]
     ev = Evaluator(space, latency, score)
     smallest = ev([space.min_subnet()])[0]
     if not feasible(smallest, limits):
-        size = f", {smallest.params / 1e6:.2f} M params" if limits.max_params is not None else ""
-        raise Infeasible(f"no subnet of {space.name!r} meets latency <= {limits.latency_ms:g} ms"
-                         + (f" and params <= {limits.max_params / 1e6:.2f} M" if limits.max_params is not None else "")
-                         + f": the smallest is predicted at {smallest.latency_ms:.3f} ms{size}")
+        want, have = f"latency <= {limits.latency_ms:g} ms", f"{smallest.latency_ms:.3f} ms"
+        if limits.max_params is not None:
+            want += f" and params <= {limits.max_params / 1e6:.2f} M"
+            have += f", {smallest.params / 1e6:.2f} M params"
+        raise Infeasible(f"no subnet of {space.name!r} meets {want}: the smallest is predicted at {have}")
     seen: dict[Subnet, Candidate] = {smallest.subnet: smallest}
 
     def admit(cands: list[Candidate]) -> list[Candidate]:

@@ -26,7 +26,7 @@ from nas._registry import create_space
 from nas.blocks import BlockCfg
 from nas.searchspace import SearchSpace
 from predictor import metrics
-from predictor.lut import Lut, SubnetPredictor, fill_lut
+from predictor.lut import Lut, SubnetPredictor, fill_lut, open_lut
 from predictor.sampler import choose
 from predictor.transfer import fit_prior_model
 from predictor.xgb import LatencyPredictor
@@ -106,22 +106,22 @@ def evaluate(space: SearchSpace, lut: Lut, full: Mapping[str, float], train_keys
     return {"entry": entry, "subnet": metrics.summary(pred, truth)}
 
 
-def _read_flat(path: str) -> dict[str, float]:
+def _read_flat(lut: str, space: str) -> tuple[str, dict[str, float]]:
+    """(device name, key -> ms) of a shipped LUT name or a LUT file in any format `open_lut` reads."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise LutFillError(f"cannot read LUT {path}: {e}") from e
-    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
-        raise LutFillError(f"{path}: expected a flat JSON object key -> ms")
-    return {k: float(v) for k, v in data.items()}
+        full = open_lut(lut, space)
+    except (OSError, ValueError) as e:
+        raise LutFillError(f"cannot read LUT {lut}: {e}") from e
+    return full.device, full.flat()
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m predictor.lutfill", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lut", required=True, help="full LUT of the device (flat JSON key -> ms)")
+    ap.add_argument("--lut", required=True, help="full LUT of the device: flat JSON key -> ms, or a shipped name "
+                    "(pixel4, xiaomi11)")
     ap.add_argument("--budget", type=int, required=True, help="number of blocks that may be measured")
     ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--prior", help="another device's full LUT (flat JSON), known in advance")
+    ap.add_argument("--prior", help="another device's full LUT (file or shipped name), known in advance")
     ap.add_argument("--out", required=True, help="filled LUT, flat JSON key -> ms")
     ap.add_argument("--space", default="elasticvit")
     ap.add_argument("--save-lut", help="also write the LUT with per-entry source (measured/predicted)")
@@ -134,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.budget < 0:
             raise LutFillError(f"--budget must be >= 0, got {args.budget}")
         space = create_space(args.space)
-        full = _read_flat(args.lut)
-        prior = _read_flat(args.prior) if args.prior else None
-        res = fill(space, full, args.budget, args.seed, prior, device=Path(args.lut).stem)
+        device, full = _read_flat(args.lut, space.name)
+        prior = _read_flat(args.prior, space.name)[1] if args.prior else None
+        res = fill(space, full, args.budget, args.seed, prior, device=device)
         out = Path(args.out)
         res.lut.export_nnmeter(out)
         train_path = out.with_name(out.stem + ".train_keys.json")

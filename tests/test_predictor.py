@@ -134,6 +134,13 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     assert corr.scale_["transattn"] == pytest.approx(1.3, rel=1e-4) and corr.per_block_ms_ == pytest.approx(0.02, rel=1e-3)
     assert corr.ms_per_weight_mb_ == pytest.approx(0.05, rel=1e-3)
     assert NetworkCorrection.from_state(corr.get_state()).predict(nets) == pytest.approx(truth, rel=1e-6)
+    # and one that depends on the input resolution: networks at R=224 a further 10% slower
+    res_truth = truth + np.array([0.1 * p if s.resolution == 224 else 0.0 for s, p in zip(subnets, plain)])
+    rcorr = NetworkCorrection(ridge=1e-9).fit(nets, res_truth)
+    eff = rcorr.scale_by_resolution_
+    assert eff.get(224, 0.0) - eff.get(128, 0.0) == pytest.approx(0.1, rel=1e-3)
+    np.testing.assert_allclose(SubnetPredictor(lut, space, rcorr).predict(subnets), res_truth, rtol=1e-6)
+    np.testing.assert_allclose(rcorr.predict(nets), res_truth, rtol=1e-6)
     np.testing.assert_allclose(SubnetPredictor(lut, space, corr).predict(subnets), truth, rtol=1e-6)
     np.testing.assert_allclose(corr.predict(nets), truth, rtol=1e-6)
     one = NetworkCorrection().fit(nets[:1], truth[:1])  # one network: the ridge keeps it near the plain sum

@@ -27,8 +27,11 @@ def test_subnets_spread_over_macs_range():
 
 def test_cross_validated_correction_recovers_a_network_level_effect():
     rng = np.random.default_rng(0)
-    catalogue = [b for b in create_space("elasticvit").enumerate_blocks() if b.type in ("conv", "transattn", "transffn")]
-    nets = [[(catalogue[i], float(rng.uniform(0.1, 2))) for i in rng.integers(0, len(catalogue), rng.integers(10, 40))]
+    blocks = create_space("elasticvit").enumerate_blocks()
+    firsts = [b for b in blocks if b.type == "firstconv"]
+    catalogue = [b for b in blocks if b.type in ("conv", "transattn", "transffn")]
+    nets = [[(firsts[int(rng.integers(len(firsts)))], 0.2)]
+            + [(catalogue[i], float(rng.uniform(0.1, 2))) for i in rng.integers(0, len(catalogue), rng.integers(10, 40))]
             for _ in range(40)]
     truth = np.array([sum((1.2 if b.type == "conv" else 1.0) * ms + 0.03 for b, ms in n) + 1.0 for n in nets])
     pred = cross_validated_correction(nets, truth, 5, rng)

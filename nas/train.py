@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from nas.sampling import create_sampler
+from nas.sampling import create_sampler, subnet_macs
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 from nas.supernet import Supernet
@@ -48,7 +48,7 @@ class TrainLog:
     steps: list[int] = field(default_factory=list)
     ce_max: list[float] = field(default_factory=list)  # the max subnet's cross-entropy
     kd_sampled: list[float] = field(default_factory=list)  # mean distillation loss of the sampled subnets
-    sampled: list[list[str]] = field(default_factory=list)  # the sampled subnets, as JSON
+    sampled_mmacs: list[list[float]] = field(default_factory=list)  # MMACs of the subnets sampled per step
 
 
 def at_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -68,6 +68,11 @@ def _batches(data: Dataset, batch_size: int, seed: int, step: int) -> Iterator:
         yield from DataLoader(Subset(data, order[skip * batch_size:].tolist()), batch_size=batch_size,
                               shuffle=False, drop_last=True, generator=g)
         step = (epoch + 1) * per_epoch
+
+
+def _trajectory(settings: dict) -> dict:
+    """The settings a resumed run must share (the device and checkpoint interval may change)."""
+    return {k: v for k, v in settings.items() if k not in ("device", "checkpoint_every")}
 
 
 def _save(path: Path, state: dict) -> None:
@@ -92,7 +97,8 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
     log, start = TrainLog(), 0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=dev, weights_only=False)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("settings") != asdict(settings):
+        same = _trajectory(state.get("settings", {})) == _trajectory(asdict(settings))
+        if state.get("format") != CHECKPOINT_FORMAT or not same:
             raise ValueError(f"{checkpoint} was written by another run (format or settings differ); "
                              "use a new --checkpoint path or the same settings")
         net.load_state_dict(state["supernet"])
@@ -100,6 +106,8 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
         sched.load_state_dict(state["schedule"])
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])  # dropout masks
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         sampler.load_state(state["sampler"])
         log, start = TrainLog(**state["log"]), state["step"]
     if len(data) < settings.batch_size:
@@ -125,19 +133,21 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
             kd = F.kl_div(net(at_resolution(x, sub.resolution)).log_softmax(-1), soft, reduction="batchmean")
             kd.backward()
             kd_total += float(kd.detach())
-            subs.append(sub.to_json())
+            subs.append(round(subnet_macs(space, sub) / 1e6, 3))
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
         sched.step()
         log.steps.append(step + 1)
         log.ce_max.append(float(ce.detach()))
         log.kd_sampled.append(kd_total / max(1, settings.subnets_per_step))
-        log.sampled.append(subs)
+        log.sampled_mmacs.append(subs)
         done = step + 1
         if checkpoint is not None and (done % settings.checkpoint_every == 0 or done == end):
             _save(checkpoint, {"format": CHECKPOINT_FORMAT, "settings": asdict(settings), "step": done,
                                "supernet": net.state_dict(), "optimizer": opt.state_dict(),
-                               "schedule": sched.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                               "schedule": sched.state_dict(), "rng": rng.getstate(),
+                               "torch_rng": torch.get_rng_state(),
+                               "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                                "sampler": sampler.state(), "log": asdict(log)})
     return net, log
 

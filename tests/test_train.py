@@ -59,7 +59,7 @@ def test_training_learns_and_resumes_exactly(small_space, tmp_path: Path):
     _, first = train(small_space, data, settings, ckpt, stop_after=3)
     assert first.steps == [1, 2, 3]
     resumed, rlog = train(small_space, data, settings, ckpt)
-    assert rlog.steps == list(range(1, 7)) and rlog.sampled == log.sampled
+    assert rlog.steps == list(range(1, 7)) and rlog.sampled_mmacs == log.sampled_mmacs
     assert rlog.ce_max == pytest.approx(log.ce_max, rel=1e-4)
     for a, b in zip(resumed.state_dict().values(), trained.values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

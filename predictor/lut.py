@@ -69,9 +69,12 @@ class Lut:
 
     @classmethod
     def load(cls, path: str | Path) -> "Lut":
-        doc = json.loads(Path(path).read_text())
+        return cls.from_doc(json.loads(Path(path).read_text()), path)
+
+    @classmethod
+    def from_doc(cls, doc: dict, path: str | Path) -> "Lut":
         if doc.get("format") != LUT_FORMAT:
-            raise LutFormatError(f"{path}: not a {LUT_FORMAT} file (a flat nn-Meter LUT? use Lut.from_nnmeter)")
+            raise LutFormatError(f"{path}: not a {LUT_FORMAT} file (a flat nn-Meter LUT? use open_lut)")
         if doc.get("format_version") != LUT_FORMAT_VERSION:
             raise LutFormatError(f"{path}: LUT format version {doc.get('format_version')} is not supported "
                                  f"(this code reads {LUT_FORMAT_VERSION})")
@@ -84,17 +87,6 @@ class Lut:
         """The published format: one flat JSON object, key -> ms."""
         Path(path).write_text(json.dumps(self.flat(), indent=1))
 
-    @classmethod
-    def from_nnmeter(cls, path: str | Path, device: str, backend: str, space: str,
-                     source: Source = "measured") -> "Lut":
-        flat = json.loads(Path(path).read_text())
-        if not isinstance(flat, dict):
-            raise LutFormatError(f"{path}: expected a flat JSON object key -> ms")
-        lut = cls(device, backend, space)
-        for k, v in flat.items():
-            lut.set(k, float(v), source)
-        return lut
-
 
 def open_lut(name_or_path: str | Path, space: str = "elasticvit") -> Lut:
     """A LUT from this project's format (with sources and meta), a flat nn-Meter `.json`/`.json.gz`,
@@ -103,10 +95,8 @@ def open_lut(name_or_path: str | Path, space: str = "elasticvit") -> Lut:
 
     path = lut_path(name_or_path, space)
     data = load_lut(path, space)
-    if data.get("format") == LUT_FORMAT:
-        return Lut.load(path)
-    if "format" in data:
-        raise LutFormatError(f"{path}: unknown LUT format {data['format']!r}")
+    if "format" in data:  # this project's format (parsed once, here)
+        return Lut.from_doc(data, path)
     lut = Lut(path.name.split(".")[0], "cpu", space, meta={"source": str(path)})
     for k, v in data.items():
         if not isinstance(v, (int, float)):

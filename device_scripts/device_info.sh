@@ -26,6 +26,10 @@ if command -v getprop >/dev/null 2>&1; then
         ro.hardware ro.build.version.release ro.build.version.sdk ro.product.cpu.abi; do
         kv "$prop" "$(one_line "$(getprop "$prop" 2>/dev/null)")"
     done
+    # This physical unit (an adb serial is only an address: USB and Wi-Fi differ for one phone).
+    hw_id=$(one_line "$(getprop ro.serialno 2>/dev/null)")
+    [ -n "$hw_id" ] || hw_id=$(one_line "$(getprop ro.boot.serialno 2>/dev/null)")
+    kv hw_id "$hw_id"
 else
     kv platform linux
     kv getprop missing
@@ -40,6 +44,7 @@ else
             esac
         done </etc/os-release
     fi
+    kv hw_id "$(read_file /etc/machine-id)$( [ -r /etc/machine-id ] || read_file /var/lib/dbus/machine-id)"
 fi
 kv machine "$(uname -m 2>/dev/null || echo unknown)"
 kv kernel "$(uname -r 2>/dev/null || echo unknown)"

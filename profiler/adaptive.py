@@ -1,37 +1,37 @@
-"""`profiler.run --budget N`: the predictor's sampler picks which blocks to measure.
+"""`profiler.run --budget N`: a block chooser picks which blocks to measure, batch by batch.
 
-Coverage first (space-filling per block type), then rounds where a bootstrap ensemble of the
-predictor disagrees most; each batch the sampler asks for is exported, measured and stored before
-it picks the next. Blocks already in the store are served from it without touching the device, so a
+The chooser is a strategy passed in by the caller (the predictor's sampler, wired up by the
+`profiler.run` command line): the profiler layer measures and stores; it does not know how blocks
+are chosen. Each batch the chooser asks for is exported, measured and stored before it picks the
+next. Blocks this device has already measured are served from the store without touching it, so a
 killed run restarted with the same command makes the same choices and measures nothing twice.
 """
 from __future__ import annotations
 
-import random
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-import numpy as np
 from tqdm import tqdm
 
 from nas.blocks import BlockCfg
 from nas.searchspace import SearchSpace
 from profiler.plan import shuffled
-from profiler.session import (
-    ProfileJob,
-    Summary,
-    measure_blocks,
-    open_session,
-    run_until_stopped,
-)
+from profiler.session import ProfileJob, Summary, measure_blocks, open_session, run_until_stopped
 from profiler.targets import Target
 
+MeasureBatch = Callable[[list[BlockCfg]], list[float]]  # blocks -> latency_ms each (nan: failed)
 
-def profile_adaptive(job: ProfileJob, space: SearchSpace, budget: int, stop: threading.Event | None = None,
-                     target: Target | None = None) -> Summary:
-    from predictor.lutfill import subnet_weights
-    from predictor.sampler import choose
 
+class BlockChooser(Protocol):
+    def __call__(self, space: SearchSpace, blocks: Sequence[BlockCfg], budget: int, measure: MeasureBatch,
+                 seed: int) -> None:
+        """Call `measure` with batches of `blocks`, `budget` blocks in all."""
+
+
+def profile_adaptive(job: ProfileJob, space: SearchSpace, budget: int, chooser: BlockChooser,
+                     stop: threading.Event | None = None, target: Target | None = None) -> Summary:
     t0 = time.time()
     blocks = space.enumerate_blocks()
     budget = min(budget, len(blocks))
@@ -39,8 +39,7 @@ def profile_adaptive(job: ProfileJob, space: SearchSpace, budget: int, stop: thr
     sess = open_session(job, target, summary)
     if sess is None:
         return summary
-    r = job.run
-    stored = sess.store.latencies(sess.target.serial, r.runner, r.backend, r.threads)
+    stored = sess.measured()
     bar = tqdm(total=budget, desc=summary.serial, unit="block", position=job.progress_position, leave=True,
                dynamic_ncols=True)
 
@@ -53,9 +52,5 @@ def profile_adaptive(job: ProfileJob, space: SearchSpace, budget: int, stop: thr
         stored.update(new)
         return [stored.get(b.key, float("nan")) for b in batch]  # nan: failed, recorded in the store
 
-    def work() -> None:
-        seed = job.protocol.seed
-        weights = subnet_weights(space, blocks, random.Random(seed))
-        choose(blocks, budget, measure, np.random.default_rng(seed), weights=weights)
-
-    return run_until_stopped(sess, summary, bar, t0, work)
+    return run_until_stopped(sess, summary, bar, t0, lambda: chooser(space, blocks, budget, measure,
+                                                                     job.protocol.seed))

@@ -20,6 +20,8 @@ __all__ = [
     "DeviceDisconnected",
     "RunnerError",
     "StoreError",
+    "StoreReadOnly",
+    "FingerprintError",
 ]
 
 
@@ -76,3 +78,11 @@ class RunnerError(ProfilerError):
 
 class StoreError(ProfilerError):
     """The measurement store could not be read or written."""
+
+
+class StoreReadOnly(StoreError):
+    """The store (or the folder SQLite needs beside it) cannot be written; the data in it is intact."""
+
+
+class FingerprintError(DeviceError):
+    """The device's identity could not be read: measuring it would file results under no one."""

@@ -1,4 +1,4 @@
-"""`python -m profiler.export --store PATH --csv OUT.csv`: one row per measurement."""
+"""`python -m profiler.export --store PATH --csv OUT.csv`: one row per measurement, by device fingerprint."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ from pathlib import Path
 from profiler.errors import StoreError
 from profiler.store import DEFAULT_STORE, Store
 
-COLUMNS = ["device", "fingerprint", "runner", "backend", "threads", "kind", "key", "latency_ms", "mean_ms", "std_ms",
+COLUMNS = ["fingerprint", "serials", "runner", "backend", "threads", "kind", "key", "latency_ms", "mean_ms", "std_ms",
            "min_ms", "max_ms", "spread", "n_samples", "attempts", "started_at", "finished_at"]
 
 
@@ -20,19 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kind", choices=["block", "network"], help="only blocks or only whole networks")
     ap.add_argument("--samples", action="store_true", help="add the raw samples (µs, JSON list) as a column")
     args = ap.parse_args(argv)
-    if not args.store.exists():
-        print(f"error: no measurement store at {args.store}", file=sys.stderr)
-        return 2
     cols = COLUMNS + (["samples_us"] if args.samples else [])
     try:
-        with Store(args.store) as store:
+        with Store(args.store, read_only=True) as store:  # an export never writes the store
             out = sys.stdout if str(args.csv) == "-" else open(args.csv, "w", newline="")
             try:
                 w = csv.writer(out)
                 w.writerow(cols)
                 n = 0
                 for r in store.rows(args.kind):
-                    r["device"], r["fingerprint"], r["samples_us"] = r["serial"], r["fingerprint_hash"], r["samples_us_json"]
+                    r["fingerprint"], r["samples_us"] = r["fingerprint_hash"], r["samples_us_json"]
                     w.writerow([r[c] for c in cols])
                     n += 1
             finally:

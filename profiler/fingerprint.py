@@ -7,9 +7,10 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from profiler.errors import FingerprintError, ParseError
 from profiler.parsers.key_values import parse_key_values
 from profiler.runners.push import push_if_changed
-from profiler.targets import Target, remote_path
+from profiler.targets import Target, remote_path, sh_quote
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "device_scripts"
 
@@ -26,9 +27,11 @@ class Fingerprint:
     core_max_khz: tuple[int, ...]
     governors: tuple[str, ...]
     rooted: bool
+    hw_id: str = ""  # this physical unit: Android's ro.serialno, Linux's machine-id ("" where unreadable)
 
     def identity(self) -> dict:
-        """The fields that identify the hardware+software; the governor may change between runs."""
+        """The fields that identify one physical device and its software; the governor may change
+        between runs. An OS update or another unit of the same model is another device."""
         d = asdict(self)
         d.pop("governors")
         d.pop("rooted")
@@ -36,7 +39,17 @@ class Fingerprint:
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+        return _hash(self.identity())
+
+    @property
+    def legacy_hash(self) -> str:
+        """The hash stores of schema 1 keyed devices by (it lacked hw_id); used only to migrate them."""
+        d = self.identity()
+        d.pop("hw_id")
+        return _hash(d)
+
+    def describe(self) -> str:
+        return f"{self.manufacturer} {self.model}, {self.soc}, OS {self.android_version} [{self.hash}]"
 
     def fastest_cores_mask(self, n: int) -> str:
         """Hex affinity mask of the n fastest cores (ties: higher index, away from cpu0's interrupts)."""
@@ -45,10 +58,22 @@ class Fingerprint:
         return format(mask, "x")
 
 
-def run_script(target: Target, name: str, args: str = "") -> dict[str, str]:
+def _hash(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_script(target: Target, name: str) -> dict[str, str]:
+    """Run one of device_scripts/ on the target; a non-zero exit or unparsable output is an error."""
     remote = remote_path(target, name)
     push_if_changed(target, SCRIPTS / name, remote, mode=0o755)
-    return parse_key_values(target.shell(f"sh {remote} {args}").output)
+    res = target.shell(f"sh {sh_quote(remote)}")
+    if res.exit_code != 0:
+        tail = res.output.strip().splitlines()[-1:] or ["no output"]
+        raise FingerprintError(f"{name} failed on {target.serial} (exit {res.exit_code}): {tail[0][:200]}")
+    try:
+        return parse_key_values(res.output)
+    except ParseError as e:
+        raise FingerprintError(f"{name} on {target.serial} printed something unreadable: {e}") from e
 
 
 def _first(kv: dict[str, str], *names: str) -> str:
@@ -59,9 +84,16 @@ def _first(kv: dict[str, str], *names: str) -> str:
 
 
 def read_fingerprint(target: Target) -> Fingerprint:
+    """The device's identity; raises FingerprintError naming what could not be read."""
     kv = run_script(target, "device_info.sh")
-    ncores = int(kv.get("ncores", "0"))
-    return Fingerprint(
+    try:
+        ncores = int(kv.get("ncores", ""))
+    except ValueError:
+        ncores = 0
+    if ncores < 1:
+        raise FingerprintError(f"could not read the fingerprint of {target.serial}: device_info.sh reported "
+                               f"ncores={kv.get('ncores', '(missing)')!r}, so no CPU mask can be chosen")
+    fp = Fingerprint(
         model=_first(kv, "ro.product.model", "os_name"),
         manufacturer=_first(kv, "ro.product.manufacturer"),
         soc=_first(kv, "ro.soc.model", "ro.board.platform", "ro.hardware", "cpu_model"),
@@ -72,7 +104,13 @@ def read_fingerprint(target: Target) -> Fingerprint:
         core_max_khz=tuple(int(float(kv.get(f"cpu{i}_max_khz", "0") or 0)) for i in range(ncores)),
         governors=tuple(kv.get(f"cpu{i}_governor", "unknown") for i in range(ncores)),
         rooted=kv.get("rooted") == "1",
+        hw_id=kv.get("hw_id", ""),
     )
+    unknown = [f for f in ("model", "soc", "abi") if getattr(fp, f) == "unknown"]
+    if len(unknown) == 3:  # every such device would hash alike and share one entry in the store
+        raise FingerprintError(f"could not read the fingerprint of {target.serial}: model, SoC and ABI are all "
+                               "unknown (device_info.sh found neither getprop nor /proc/cpuinfo nor uname)")
+    return fp
 
 
 @dataclass(frozen=True)

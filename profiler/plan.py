@@ -2,27 +2,32 @@
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Collection, Sequence
 
 from nas.blocks import BlockCfg
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 
 
-def shuffled(blocks: list[BlockCfg], seed: int) -> list[BlockCfg]:
+def shuffled(blocks: Sequence[BlockCfg], seed: int) -> list[BlockCfg]:
     """Seeded shuffle, so slow drift (heat, background load) does not bias one block type."""
     out = list(blocks)
     random.Random(seed).shuffle(out)
     return out
 
 
-def plan_blocks(space: SearchSpace, budget: int | None, seed: int,
-                already: set[str] | frozenset[str] = frozenset(), subnets: Sequence[Subnet] = ()) -> list[BlockCfg]:
-    """All blocks of the space (or only those `subnets` run), or `budget` of them (`--pick random`): those
-    already measured count towards it, the rest are a seeded random pick. The default pick is adaptive
+def candidate_blocks(space: SearchSpace, subnets: Sequence[Subnet] = ()) -> list[BlockCfg]:
+    """All blocks of the space, or only those `subnets` run (each once)."""
+    if subnets:
+        return list({b.key: b for s in subnets for b in space.blocks_of(s)}.values())
+    return space.enumerate_blocks()
+
+
+def pick_budget(blocks: Sequence[BlockCfg], budget: int | None, seed: int,
+                already: Collection[str] = frozenset()) -> list[BlockCfg]:
+    """`blocks` in a seeded order, or `budget` of them (`--pick random`): those the device has already
+    measured count towards it, the rest are a seeded random pick. The default pick is adaptive
     (profiler/adaptive.py)."""
-    blocks = (list({b.key: b for s in subnets for b in space.blocks_of(s)}.values()) if subnets
-              else space.enumerate_blocks())
     if budget is None or budget >= len(blocks):
         return shuffled(blocks, seed)
     kept = [b for b in blocks if b.key in already][:budget]

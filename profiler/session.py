@@ -14,6 +14,7 @@ from tqdm import tqdm
 from nas.blocks import BlockCfg
 from profiler.errors import (
     DeviceDisconnected,
+    DeviceError,
     DeviceOffline,
     ParseError,
     ProfilerError,
@@ -21,10 +22,11 @@ from profiler.errors import (
     StoreError,
 )
 from profiler.fingerprint import EnvSnapshot, needs_cooldown, read_env, read_fingerprint
+from profiler.plan import pick_budget
 from profiler.prefetch import prefetch
 from profiler.protocol import BlockResult, measure_model, timed
 from profiler.runners import create_runner
-from profiler.settings import ProtocolSettings, RunSettings
+from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings
 from profiler.store import MeasurementRow, Store
 from profiler.targets import Target, open_target
 
@@ -34,14 +36,20 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ProfileJob:
-    serial: str | None
-    blocks: tuple[BlockCfg, ...]  # in measuring order
-    run: RunSettings
-    protocol: ProtocolSettings
+    serial: str | None  # how to reach the device; the store files results under its fingerprint
+    blocks: tuple[BlockCfg, ...]  # the candidates
+    settings: MeasureSettings
     store_path: Path
-    benchmark_binary: Path | None = None
+    budget: int | None = None  # measure this many of `blocks` (a seeded pick; what the device has counts)
     progress_position: int = 0
-    export_workers: int = 1  # >1: convert every block in a process pool before measuring
+
+    @property
+    def run(self) -> RunSettings:
+        return self.settings.run
+
+    @property
+    def protocol(self) -> ProtocolSettings:
+        return self.settings.protocol
 
 
 @dataclass
@@ -53,6 +61,7 @@ class Summary:
     failed: int = 0
     seconds: float = 0.0
     error: str | None = None
+    unusable: bool = False  # the error is not fixed by re-running (store not writable, device not usable)
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -68,13 +77,30 @@ class DeviceSession:
         self.job = job
         self.target = target or open_target(job.serial)
         self.store = Store(job.store_path)
+        try:
+            self._open()
+        except BaseException:
+            self.store.close()
+            raise
+
+    def _open(self) -> None:
+        job = self.job
         self.fingerprint = read_fingerprint(self.target)
-        self.device_id = self.store.device_id(self.target.serial, self.fingerprint.identity(), self.fingerprint.hash)
-        self.runner = create_runner(job.run.runner, **({"binary": job.benchmark_binary}
+        device = self.store.register_device(self.fingerprint.identity(), self.fingerprint.hash, self.target.serial,
+                                            self.fingerprint.legacy_hash)
+        if device.others_at_serial:
+            log.warning("%s now answers as %s, not as the device%s stored under this serial before (%s); their "
+                        "measurements are kept apart", self.target.serial, self.fingerprint.describe(),
+                        "s" * (len(device.others_at_serial) > 1), ", ".join(device.others_at_serial))
+        self.device_id = device.id
+        self.runner = create_runner(job.run.runner, **({"binary": job.settings.benchmark_binary}
                                                        if job.run.runner == "tflite-benchmark" else {}))
         self.runner_info = self.runner.prepare(self.target, job.run)
         self.mask = job.run.cpu_mask or self.fingerprint.fastest_cores_mask(job.run.threads)
         self.mask_cores = [i for i in range(self.fingerprint.ncores) if int(self.mask, 16) >> i & 1]
+        if not self.mask_cores:
+            raise DeviceError(f"--cpu-mask {self.mask} selects none of the {self.fingerprint.ncores} cores of "
+                              f"{self.target.serial}")
         self.settings = {"run": job.run.to_dict(), "protocol": job.protocol.to_dict(), "cpu_mask": self.mask,
                          "runner_info": self.runner_info, "fingerprint": self.fingerprint.identity(),
                          "governors": list(self.fingerprint.governors)}
@@ -83,9 +109,10 @@ class DeviceSession:
         self.baseline: EnvSnapshot = read_env(self.target)
         self.store.add_snapshot(self.device_id, self.run_id, "baseline", self.baseline.raw)
 
-    def measured(self, kind: str = "block") -> set[str]:
+    def measured(self, kind: str = "block") -> dict[str, float]:
+        """key -> latency_ms of what this device has measured under these run settings (resume, fits)."""
         r = self.job.run
-        return self.store.measured_keys(self.device_id, r.runner, r.backend, r.threads, kind)
+        return self.store.latencies(self.device_id, r.runner, r.backend, r.threads, kind)
 
     def cool_down(self) -> None:
         p = self.job.protocol
@@ -145,8 +172,8 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
 
     Returns key -> latency_ms of the items measured now. Raises RunStopped on a lasting disconnect."""
     job = sess.job
-    if job.export_workers > 1 and len(items) > 1:
-        prefetch(items, convert, key_of, job.export_workers, desc=f"{summary.serial} export {kind}s")
+    if job.settings.export_workers > 1 and len(items) > 1:
+        prefetch(items, convert, key_of, job.settings.export_workers, desc=f"{summary.serial} export {kind}s")
     out: dict[str, float] = {}
     for item in items:
         if stop is not None and stop.is_set():
@@ -193,22 +220,25 @@ def open_session(job: ProfileJob, target: Target | None, summary: Summary) -> De
         sess = DeviceSession(job, target)
     except ProfilerError as e:
         summary.error = str(e)
+        summary.unusable = not isinstance(e, (DeviceDisconnected, DeviceOffline))
         return None
     summary.serial = sess.target.serial
     return sess
 
 
 def profile_device(job: ProfileJob, stop: threading.Event | None = None, target: Target | None = None) -> Summary:
-    """Measure every block of the job not yet in the store."""
+    """Measure the job's blocks (or its budget of them) that this device has not measured yet."""
     t0 = time.time()
     summary = Summary(serial=job.serial or "?", total=len(job.blocks))
     sess = open_session(job, target, summary)
     if sess is None:
         return summary
     done = sess.measured()
-    todo = [b for b in job.blocks if b.key not in done]
-    summary.skipped = len(job.blocks) - len(todo)
-    bar = tqdm(total=len(job.blocks), initial=summary.skipped, desc=summary.serial, unit="block",
+    blocks = pick_budget(job.blocks, job.budget, job.protocol.seed, done)
+    summary.total = len(blocks)
+    todo = [b for b in blocks if b.key not in done]
+    summary.skipped = len(blocks) - len(todo)
+    bar = tqdm(total=len(blocks), initial=summary.skipped, desc=summary.serial, unit="block",
                position=job.progress_position, leave=True, dynamic_ncols=True)
     return run_until_stopped(sess, summary, bar, t0, lambda: measure_blocks(sess, todo, summary, bar, stop))
 
@@ -220,6 +250,8 @@ def run_until_stopped(sess: DeviceSession, summary: Summary, bar: tqdm, t0: floa
         work()
     except RunStopped as e:
         summary.error = str(e)
+    except StoreError as e:
+        summary.error, summary.unusable = f"{e}; nothing after the last stored block was kept", True
     finally:
         bar.close()
         sess.close()

@@ -1,10 +1,20 @@
-"""Typed settings of a profiling run; stored with every result they produced."""
+"""How to measure on a device: one definition, shared by every tool that measures.
+
+`RunSettings` (how one model runs), `ProtocolSettings` (repeats, spread, thermal guard, seed) and
+`MeasureSettings` (both, plus the benchmark binary and conversion workers); their command-line
+flags are defined once, in `profiler/measure_args.py`. Stored with every result they produced.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 # backend -> model format it runs
 BACKEND_FORMATS = {"cpu": "tflite", "cpu-noxnnpack": "tflite", "gpu": "tflite", "nnapi": "tflite", "onnx": "onnx"}
+_HEX_MASK = re.compile(r"(0x)?[0-9a-fA-F]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -22,7 +32,10 @@ class RunSettings:
         if self.backend not in BACKEND_FORMATS:
             raise ValueError(f"backend = {self.backend!r} is not allowed; allowed: {sorted(BACKEND_FORMATS)}")
         if self.threads < 1 or self.num_runs < 1 or self.warmup_runs < 0:
-            raise ValueError("threads and num_runs must be >= 1, warmup_runs >= 0")
+            raise ValueError("threads and runs must be >= 1, warm-up runs >= 0")
+        if self.cpu_mask is not None:  # it reaches a device shell (taskset): only a plain hex number passes
+            if not _HEX_MASK.fullmatch(self.cpu_mask) or int(self.cpu_mask, 16) == 0:
+                raise ValueError(f"--cpu-mask {self.cpu_mask!r} is not a non-zero hex CPU mask (e.g. f0 or 0x80)")
 
     @property
     def model_format(self) -> str:
@@ -46,5 +59,33 @@ class ProtocolSettings:
     reconnect_s: float = 60.0  # wait this long for a lost device before giving up
     disconnect_retries: int = 3  # per block
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_spread) and self.max_spread > 0):
+            raise ValueError(f"--max-spread {self.max_spread} must be a positive number")
+        if self.max_attempts < 1 or self.batch_size < 1:
+            raise ValueError("max_attempts and batch_size must be >= 1")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """Everything a tool that measures on a device needs to know about how to measure."""
+
+    run: RunSettings = field(default_factory=RunSettings)
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+    benchmark_binary: Path | None = None  # the device's TFLite benchmark_model (tflite-benchmark runner)
+    export_workers: int = 1  # >1: convert every model in a process pool before measuring
+
+    def __post_init__(self) -> None:
+        if self.run.runner == "tflite-benchmark" and self.benchmark_binary is None:
+            raise ValueError("the tflite-benchmark runner needs --benchmark-binary (the device's benchmark_model)")
+        if self.benchmark_binary is not None:
+            b = Path(self.benchmark_binary)
+            if not b.is_file():
+                raise ValueError(f"--benchmark-binary {b}: no such file")
+            if not os.access(b, os.R_OK):
+                raise ValueError(f"--benchmark-binary {b}: not readable")
+        if self.export_workers < 1:
+            raise ValueError("--export-workers must be >= 1")

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import shlex
 import shutil
 import socket
 import subprocess
@@ -54,6 +55,11 @@ class Target(Protocol):
     def file_sha256(self, remote: str) -> str | None: ...
 
     def reconnect(self, timeout_s: float) -> None: ...
+
+
+def sh_quote(value: object) -> str:
+    """One argument for a device shell command (paths, masks, flag values all go through this)."""
+    return shlex.quote(str(value))
 
 
 def sha256_file(path: Path) -> str:
@@ -118,7 +124,7 @@ class AdbTarget:
 
     def shell(self, cmd: str, timeout_s: float = 600.0) -> ShellResult:
         try:
-            r = self.device.shell2(f"cd {self.workdir} 2>/dev/null; {cmd}", timeout=timeout_s)
+            r = self.device.shell2(f"cd {sh_quote(self.workdir)} 2>/dev/null; {cmd}", timeout=timeout_s)
         except (adbutils.AdbError, OSError, socket.error) as e:
             raise _translate(e, self.serial) from e
         return ShellResult(r.output, r.returncode)
@@ -127,14 +133,15 @@ class AdbTarget:
         tmp = remote + ".part"
         try:
             self.device.sync.push(str(local), tmp, mode=mode)
-            r = self.device.shell2(f"mv -f {tmp} {remote}")
+            r = self.device.shell2(f"mv -f {sh_quote(tmp)} {sh_quote(remote)}")
         except (adbutils.AdbError, OSError, socket.error) as e:
             raise _translate(e, self.serial) from e
         if r.returncode != 0:
             raise DeviceError(f"could not place {remote} on {self.serial}: {r.output.strip()}")
 
     def file_sha256(self, remote: str) -> str | None:
-        r = self.shell(f"[ -f {remote} ] && (sha256sum {remote} || toybox sha256sum {remote}) 2>/dev/null")
+        q = sh_quote(remote)
+        r = self.shell(f"[ -f {q} ] && (sha256sum {q} || toybox sha256sum {q}) 2>/dev/null")
         if r.exit_code != 0 or not r.output.strip():
             return None
         return r.output.split()[0]
@@ -213,7 +220,7 @@ def open_target(serial: str | None) -> Target:
         return LocalTarget()
     client = adb_client()
     target = AdbTarget(client, resolve_serial(serial, client))
-    target.shell(f"mkdir -p {target.workdir}")
+    target.shell(f"mkdir -p {sh_quote(target.workdir)}")
     return target
 
 

@@ -25,9 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas._registry import create_space  # noqa: E402
+from nas.registry import create_space  # noqa: E402
 from predictor import metrics  # noqa: E402
-from predictor.lut import open_lut  # noqa: E402
+from predictor.lut_io import open_lut  # noqa: E402
 from predictor.validate import cross_validated_correction, spread_over_macs  # noqa: E402
 from profiler.networks import subnet_key  # noqa: E402
 from profiler.run import main as run_main  # noqa: E402

@@ -22,13 +22,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas._registry import create_space  # noqa: E402
+from nas.registry import create_space  # noqa: E402
+from predictor.analytical import AnalyticalModel  # noqa: E402
 from predictor.baselines import FlopsLinear, NnMeterRF, PlainXGB, TypeRescale  # noqa: E402
 from predictor.lut import fill_lut  # noqa: E402
+from predictor.lut_io import load_flat  # noqa: E402
 from predictor.lutfill import evaluate, fill  # noqa: E402
-from predictor.analytical import AnalyticalModel  # noqa: E402
 from predictor.xgb import LatencyPredictor  # noqa: E402
-from profiler.published import load_lut  # noqa: E402
 
 TARGETS = {"entry_acc10": 0.90, "subnet_acc10": 0.995, "subnet_acc5": 0.95}
 TRANSFER_TARGET = {"subnet_acc5": 0.95}
@@ -108,7 +108,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     space = create_space(args.space)
     blocks = space.enumerate_blocks()
-    luts = {d: load_lut(Path(args.lut_dir) / f"{d}.json" if args.lut_dir else d) for d in args.devices}
+    luts = {d: load_flat(Path(args.lut_dir) / f"{d}.json" if args.lut_dir else d, space) for d in args.devices}
     header = "| method | " + " | ".join(h for _, h in COLS) + " |\n|---|" + "---:|" * len(COLS)
     lines = [f"# LUT filling, budget {args.budget}, seeds {args.seeds}, space {args.space}", "",
              "Mean over seeds, percent; subnet ±5% also shows the worst seed in brackets. Entry level: the "
@@ -134,8 +134,8 @@ def main() -> int:
                                     ("ablation: XGB ratio, one model per type, random keys", PerTypeXGB(seed))):
                     rows.setdefault(name, []).append(score(space, blocks, full, model, rnd, seed))
             for name, make in (("FLOPs-linear per type", FlopsLinear),
-                               ("nn-Meter RF per type", lambda: NnMeterRF(seed=seed, n_jobs=2)),
-                               ("plain XGBoost on config", lambda: PlainXGB(seed=seed, n_jobs=2))):
+                               ("nn-Meter RF per type", lambda s=seed: NnMeterRF(seed=s, n_jobs=2)),
+                               ("plain XGBoost on config", lambda s=seed: PlainXGB(seed=s, n_jobs=2))):
                 for tag, keys in (("random keys", rnd), ("ours keys", res.train_keys)):
                     rows.setdefault(f"{name}, {tag}", []).append(score(space, blocks, full, make(), keys, seed))
             print(f"{dev} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)

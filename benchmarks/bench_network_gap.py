@@ -24,8 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas._registry import create_space  # noqa: E402
 from nas.export import export_block, export_subnet  # noqa: E402
+from nas.registry import create_space  # noqa: E402
 
 
 def _interpreter(path: Path, rng: np.random.Generator):

@@ -19,8 +19,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas._registry import create_space  # noqa: E402
-from predictor.lut import SubnetPredictor  # noqa: E402
+from nas.registry import create_space  # noqa: E402
+from predictor.subnet_predictor import SubnetPredictor  # noqa: E402
 
 TARGET_PER_S = 100_000
 

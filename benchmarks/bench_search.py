@@ -2,7 +2,7 @@
 
     python benchmarks/bench_search.py [--lut pixel4] [--limits 8 15 25 40] [--seeds 0 1 2]
 
-For each latency limit and seed: the best objective (MACs) found by `nas.search.search` and by
+For each latency limit and seed: the best objective (MACs) found by `nas.evolution.search` and by
 uniform random sampling of the same number of subnets, plus the best released subnet under the
 limit. Latency from the LUT (shipped published LUTs by name). Writes benchmarks/results/search.md.
 """
@@ -19,9 +19,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas._registry import create_space  # noqa: E402
-from nas.search import OBJECTIVES, Constraints, Evaluator, feasible, search  # noqa: E402
-from predictor.lut import NetworkCorrection, SubnetPredictor, open_lut  # noqa: E402
+from nas.evolution import OBJECTIVES, Constraints, Evaluator, feasible, search  # noqa: E402
+from nas.registry import create_space  # noqa: E402
+from predictor.correction import NetworkCorrection  # noqa: E402
+from predictor.lut_io import open_lut  # noqa: E402
+from predictor.subnet_predictor import SubnetPredictor  # noqa: E402
 
 
 def main() -> int:

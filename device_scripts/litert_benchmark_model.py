@@ -14,7 +14,7 @@ import sys
 import time
 
 KNOWN = {"graph", "num_threads", "warmup_runs", "num_runs", "min_secs", "warmup_min_secs", "max_secs",
-         "use_xnnpack", "use_gpu", "use_nnapi", "enable_op_profiling"}
+         "use_xnnpack", "use_gpu", "use_nnapi"}
 
 
 def _flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -61,8 +61,8 @@ def main(argv: list[str]) -> int:
         return 1
     t0 = time.perf_counter_ns()
     try:
-        from ai_edge_litert import interpreter as litert
         import numpy as np
+        from ai_edge_litert import interpreter as litert
 
         resolver = (litert.OpResolverType.AUTO if flags.get("use_xnnpack", "true") != "false"
                     else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)

@@ -22,6 +22,8 @@ from nas.blocks import (
     TransDSCfg,
     ceil_div,
 )
+from nas.searchspace import SearchSpace
+from nas.subnet import Subnet
 
 BYTES_PER_ELEMENT = 4  # fp32 everywhere (TFLite CPU fp32, as in the published LUTs)
 SIMD_WIDTHS = (4, 8, 16)
@@ -223,6 +225,18 @@ def subnet_features(blocks: Iterable[BlockCfg]) -> dict[str, float]:
     """Analytical features of a whole subnet (its blocks in order)."""
     ops = [op for b in blocks for op in block_ops(b)]
     return aggregate(ops)
+
+
+@lru_cache(maxsize=65536)
+def _subnet_costs(space: "SearchSpace", sub: "Subnet") -> tuple[tuple[str, float], ...]:
+    return tuple(subnet_features(space.blocks_of(sub)).items())
+
+
+def subnet_costs(space: "SearchSpace", sub: "Subnet") -> dict[str, float]:
+    """Analytical features of a subnet of `space` (FEATURE_NAMES, in that order), computed once per
+    distinct (space, subnet) and cached: what every caller of `subnet_features(space.blocks_of(sub))`
+    wants. Raises InvalidSubnet for a subnet the space does not contain."""
+    return dict(_subnet_costs(space, sub))
 
 
 def log_features(feats: dict[str, float]) -> list[float]:

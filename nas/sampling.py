@@ -12,8 +12,8 @@ import math
 import random
 from typing import Callable, Protocol
 
-from nas.costs import subnet_features
-from nas.search import mutate
+from nas.costs import subnet_costs
+from nas.evolution import mutate
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 
@@ -37,7 +37,7 @@ def register_sampler(name: str):
 
 
 def subnet_macs(space: SearchSpace, sub: Subnet) -> float:
-    return subnet_features(space.blocks_of(sub))["macs"]
+    return subnet_costs(space, sub)["macs"]
 
 
 @register_sampler("uniform")

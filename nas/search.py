@@ -1,181 +1,209 @@
-"""Latency-constrained evolutionary search over a space's subnets, scored by a named objective.
+"""`python -m nas.search --lut LUT --latency-ms X`: the best subnets under a latency limit.
 
-Latency comes from a device's LUT through `predictor.lut.SubnetPredictor` (block sum plus the
-network correction when the LUT carries one), so one generation of hundreds of candidates costs
-milliseconds. Objectives are chosen by name (`OBJECTIVES`); higher is better. Without a trained
-supernet the built-in objectives are complexity proxies: `macs` (the most compute the budget
-allows, the usual stand-in for accuracy at equal architecture family) and `params`. A trained
-supernet's accuracy plugs in as any callable `score(subnets) -> array`.
+LUT: a shipped published LUT (`pixel4`, `xiaomi11`), a flat nn-Meter JSON, or the `.sources.json`
+that `predictor.validate --lut-out` writes (it carries the device's fitted network correction,
+which is applied unless --no-correction). Prints the best subnets with their predicted latency,
+MACs and params next to the space's released subnets that meet the limit; --json and --plot write
+the result and a latency-vs-objective scatter plot.
+
+From Python: `run(SearchJob(lut="pixel4", latency_ms=22))` returns the result document (what
+--json writes); `run_search(job)` also prints it and returns the exit code.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import random
-from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from nas.costs import subnet_features
+from nas.costs import subnet_costs
+from nas.evolution import (
+    OBJECTIVES,
+    Candidate,
+    Constraints,
+    Evaluator,
+    Infeasible,
+    SearchResult,
+    SearchSettings,
+    feasible,
+    search,
+)
+from nas.registry import create_space, list_spaces
 from nas.searchspace import SearchSpace
-from nas.subnet import StageChoice, Subnet
-
-Objective = Callable[[SearchSpace, Sequence[Subnet]], np.ndarray]
-OBJECTIVES: dict[str, Objective] = {}
-
-
-def register_objective(name: str) -> Callable[[Objective], Objective]:
-    def deco(fn: Objective) -> Objective:
-        OBJECTIVES[name] = fn
-        return fn
-    return deco
-
-
-@register_objective("macs")
-def macs_objective(space: SearchSpace, subnets: Sequence[Subnet]) -> np.ndarray:
-    return np.array([subnet_features(space.blocks_of(s))["macs"] for s in subnets], dtype=float)
-
-
-@register_objective("params")
-def params_objective(space: SearchSpace, subnets: Sequence[Subnet]) -> np.ndarray:
-    return np.array([subnet_features(space.blocks_of(s))["params"] for s in subnets], dtype=float)
-
-
-class Infeasible(ValueError):
-    """No subnet of the space meets the constraints."""
+from predictor.correction import NetworkCorrection
+from predictor.lut_io import LutFormatError, open_lut
+from predictor.subnet_predictor import MissingKeyError, SubnetPredictor
 
 
 @dataclass(frozen=True)
-class Constraints:
-    latency_ms: float
-    max_params: float | None = None  # EfficientFormerV2-style joint size limit (number of parameters)
+class SearchJob:
+    """One search, as the command line's flags give it; refuses impossible values (ValueError)."""
+
+    lut: str | Path  # pixel4 | xiaomi11 | a LUT .json / .json.gz / .sources.json file
+    latency_ms: float  # latency limit (predicted)
+    max_params_m: float | None = None  # also limit the size (millions of parameters)
+    space: str = "elasticvit"
+    objective: str = "macs"
+    population: int = SearchSettings.population
+    generations: int = SearchSettings.generations
+    seed: int = 0
+    top: int = 5
+    no_correction: bool = False  # plain block sum even if the LUT carries a correction
+    json_out: Path | None = None  # write the result document here
+    plot: Path | None = None  # latency-vs-objective scatter plot (PNG)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.latency_ms) and self.latency_ms > 0):
+            raise ValueError(f"--latency-ms must be a finite number > 0, not {self.latency_ms!r}")
+        if self.max_params_m is not None and not (math.isfinite(self.max_params_m) and self.max_params_m > 0):
+            raise ValueError(f"--max-params-m must be a finite number > 0, not {self.max_params_m!r}")
+        if self.population < 2 or self.generations < 0 or self.top < 1:
+            raise ValueError("--population must be >= 2, --generations >= 0, --top >= 1")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; known: {sorted(OBJECTIVES)}")
+
+    @property
+    def limits(self) -> Constraints:
+        return Constraints(self.latency_ms, self.max_params_m * 1e6 if self.max_params_m is not None else None)
 
 
-@dataclass(frozen=True)
-class SearchSettings:
-    population: int = 100
-    generations: int = 30
-    parents: int = 25
-    mutation_prob: float = 0.2  # per choice
-    crossover_share: float = 0.5  # share of children made by crossover (the rest by mutation)
+def _entry(space: SearchSpace, c: Candidate) -> dict:
+    f = subnet_costs(space, c.subnet)
+    return {"subnet": c.subnet.to_dict(space.stage_names), "latency_ms": c.latency_ms, "params": c.params,
+            "score": c.score, "macs": f["macs"], "macs_ref": f["macs_ref"]}
 
 
-@dataclass(frozen=True)
-class Candidate:
-    subnet: Subnet
-    latency_ms: float
-    params: float
-    score: float
+def plot(result: SearchResult, released: dict[str, Candidate], limits: Constraints, objective: str,
+         title: str, path: Path) -> None:
+    import matplotlib  # heavy and only for --plot
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit, label = (1e6, {"macs": "MMACs", "params": "M params"}[objective]) if objective in ("macs", "params") \
+        else (1.0, objective)
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    seen = result.feasible_seen
+    ax.scatter([c.latency_ms for c in seen], [c.score / unit for c in seen], s=6, color="0.7",
+               label="feasible candidates")
+    ax.scatter([c.latency_ms for c in result.best], [c.score / unit for c in result.best], s=40, marker="*",
+               color="tab:red", label="best found", zorder=3)
+    for name, c in released.items():
+        ax.scatter([c.latency_ms], [c.score / unit], s=20, color="tab:blue", zorder=3)
+        ax.annotate(name, (c.latency_ms, c.score / unit), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.axvline(limits.latency_ms, color="black", lw=0.8, ls="--", label=f"limit {limits.latency_ms:g} ms")
+    ax.set(xlabel="predicted latency (ms)", ylabel=label, title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
-@dataclass
-class SearchResult:
-    best: list[Candidate]  # feasible, best score first, distinct
-    evaluated: int
-    best_per_generation: list[float] = field(default_factory=list)
-    feasible_seen: list[Candidate] = field(default_factory=list)  # every feasible candidate evaluated, best first
+def run(job: SearchJob, *, progress: bool = False) -> dict:
+    """Search as `job` says; write its --json and --plot files; return the result document.
+
+    Raises Infeasible (no subnet meets the limits), LutFormatError (MissingKeyError: a block the
+    LUT lacks, named), ValueError (bad space or LUT of another space), OSError (unreadable file)."""
+    space = create_space(job.space)
+    lut = open_lut(job.lut, space.name)
+    if lut.space != space.name:
+        raise ValueError(f"{job.lut} is a LUT of space {lut.space!r}, not {space.name!r} (--space)")
+    notes = []
+    correction = None if job.no_correction else NetworkCorrection.of_lut(lut)
+    full = Path(job.lut).with_suffix(".sources.json")
+    if (correction is None and not job.no_correction and full.exists() and full != Path(job.lut)
+            and NetworkCorrection.of_lut(open_lut(full, space.name)) is not None):
+        notes.append(f"{full} beside it carries the device's network correction; pass it as --lut for "
+                     "corrected latency")
+    predictor = SubnetPredictor(lut, space, correction)
+    limits = job.limits
+    settings = SearchSettings(population=job.population, generations=job.generations)
+    result = search(space, predictor.predict, limits, job.objective, settings, random.Random(job.seed),
+                    top=job.top, progress=progress)
+    evaluate = Evaluator(space, predictor.predict, OBJECTIVES[job.objective])
+    released = {name: c for name, c in zip(space.released, evaluate(list(space.released.values())))
+                if feasible(c, limits)}
+    doc = {"lut": str(job.lut), "device": lut.device,
+           "latency": "block sum + network correction" if correction else "block sum",
+           "limits": vars(limits), "objective": job.objective, "seed": job.seed, "evaluated": result.evaluated,
+           "best": [_entry(space, c) for c in result.best],
+           "released": {name: _entry(space, c) for name, c in released.items()}, "notes": notes}
+    if job.json_out:
+        job.json_out.parent.mkdir(parents=True, exist_ok=True)
+        job.json_out.write_text(json.dumps(doc, indent=2))
+    if job.plot:
+        plot(result, released, limits, job.objective,
+             f"{lut.device}: best {job.objective} under {limits.latency_ms:g} ms", job.plot)
+    return doc
 
 
-def repair_widths(space: SearchSpace, stages: list[StageChoice]) -> list[StageChoice]:
-    """Raise any width below the previous stage's to the smallest allowed one at or above it."""
-    out, prev = [], 0
-    for spec, st in zip(space.stages, stages):
-        if st.width < prev:
-            st = replace(st, width=min((w for w in spec.widths if w >= prev), default=max(spec.widths)))
-        prev = st.width
-        out.append(st)
-    return out
+def _row(name: str, e: dict) -> str:
+    return (f"{name:>8s} {e['latency_ms']:9.3f} {e['macs'] / 1e6:8.1f} {e['macs_ref'] / 1e6:9.1f} "
+            f"{e['params'] / 1e6:7.2f}   R={e['subnet']['resolution']}")
 
 
-def mutate(space: SearchSpace, sub: Subnet, rng: random.Random, prob: float) -> Subnet:
-    res = rng.choice(space.resolutions) if rng.random() < prob else sub.resolution
-    stages = []
-    for spec, st in zip(space.stages, sub.stages):
-        changes = {f: rng.choice(v) for f, v in space.stage_options(spec).items() if rng.random() < prob}
-        stages.append(replace(st, **changes))
-    return space.validate(Subnet(sub.space, res, tuple(repair_widths(space, stages))))
+def report(job: SearchJob, doc: dict) -> None:
+    """Print a result document as the command line does (notes on stderr, the table on stdout)."""
+    for note in doc["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{doc['device']} ({doc['latency']}), limit {doc['limits']['latency_ms']:g} ms, objective "
+          f"{doc['objective']}, {doc['evaluated']} subnets evaluated")
+    print(f"{'':>8s} {'latency':>9s} {'MMACs':>8s} {'MMACs ref':>9s} {'params M':>8s}")
+    for i, e in enumerate(doc["best"], 1):
+        print(_row(f"#{i}", e))
+    for name, e in doc["released"].items():
+        print(_row(name, e))
+    if job.plot:
+        print(f"plot: {job.plot}")
 
 
-def crossover(space: SearchSpace, a: Subnet, b: Subnet, rng: random.Random) -> Subnet:
-    stages = [x if rng.random() < 0.5 else y for x, y in zip(a.stages, b.stages)]
-    res = rng.choice((a.resolution, b.resolution))
-    return space.validate(Subnet(a.space, res, tuple(repair_widths(space, stages))))
+def run_search(job: SearchJob, *, progress: bool = False) -> int:
+    """`run(job)`, printed; expected failures become a one-line `error: ...` on stderr and exit code 2."""
+    try:
+        doc = run(job, progress=progress)
+    except Infeasible as e:
+        print(f"error: infeasible constraint: {e}", file=sys.stderr)
+        return 2
+    except (MissingKeyError, LutFormatError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report(job, doc)
+    return 0
 
 
-class Evaluator:
-    """Latency, params and score of subnets; counts evaluations."""
-
-    def __init__(self, space: SearchSpace, latency: Callable[[Sequence[Subnet]], np.ndarray], score: Objective):
-        self.space, self.latency, self.score, self.evaluated = space, latency, score, 0
-
-    def __call__(self, subnets: Sequence[Subnet]) -> list[Candidate]:
-        if not subnets:
-            return []
-        self.evaluated += len(subnets)
-        lat = self.latency(subnets)
-        params = params_objective(self.space, subnets)
-        score = self.score(self.space, subnets)
-        return [Candidate(s, float(t), float(p), float(v)) for s, t, p, v in zip(subnets, lat, params, score)]
-
-
-def feasible(c: Candidate, limits: Constraints) -> bool:
-    return c.latency_ms <= limits.latency_ms and (limits.max_params is None or c.params <= limits.max_params)
-
-
-def search(space: SearchSpace, latency: Callable[[Sequence[Subnet]], np.ndarray], limits: Constraints,
-           objective: str | Objective = "macs", settings: SearchSettings = SearchSettings(),
-           rng: random.Random | None = None, top: int = 5, progress: bool = False) -> SearchResult:
-    """Evolve a population of feasible subnets towards the best `objective` under `limits`.
-
-    Raises Infeasible (naming the smallest subnet's latency and size) when not even the space's
-    smallest subnet meets the limits."""
-    rng = rng or random.Random(0)
-    score = OBJECTIVES[objective] if isinstance(objective, str) else objective
-    ev = Evaluator(space, latency, score)
-    smallest = ev([space.min_subnet()])[0]
-    if not feasible(smallest, limits):
-        want, have = f"latency <= {limits.latency_ms:g} ms", f"{smallest.latency_ms:.3f} ms"
-        if limits.max_params is not None:
-            want += f" and params <= {limits.max_params / 1e6:.2f} M"
-            have += f", {smallest.params / 1e6:.2f} M params"
-        raise Infeasible(f"no subnet of {space.name!r} meets {want}: the smallest is predicted at {have}")
-    seen: dict[Subnet, Candidate] = {smallest.subnet: smallest}
-
-    def admit(cands: list[Candidate]) -> list[Candidate]:
-        for c in cands:
-            seen.setdefault(c.subnet, c)
-        return [c for c in cands if feasible(c, limits)]
-
-    # Initial population: random samples, plus mutants of the smallest subnet when few samples fit.
-    pop = [smallest]
-    for _ in range(20):
-        if len(pop) >= settings.population:
-            break
-        draws = [space.sample(rng) for _ in range(settings.population * 2)]
-        draws += [mutate(space, smallest.subnet, rng, settings.mutation_prob) for _ in range(settings.population)]
-        pop += admit(ev([s for s in dict.fromkeys(draws) if s not in seen]))
-    pop = sorted(pop, key=lambda c: -c.score)[:settings.population]
-    history = []
-    for _ in tqdm(range(settings.generations), desc="search", unit="gen", disable=not progress, dynamic_ncols=True):
-        parents = pop[:settings.parents]
-        children: list[Subnet] = []
-        n_cross = int(settings.population * settings.crossover_share)
-        for i in range(settings.population * 2):  # twice as many tries: infeasible children are dropped
-            if i < 2 * n_cross and len(parents) > 1:
-                a, b = rng.sample(parents, 2)
-                children.append(crossover(space, a.subnet, b.subnet, rng))
-            else:
-                children.append(mutate(space, rng.choice(parents).subnet, rng, settings.mutation_prob))
-        fresh = admit(ev([s for s in dict.fromkeys(children) if s not in seen]))
-        pop = sorted({c.subnet: c for c in pop + fresh}.values(), key=lambda c: -c.score)[:settings.population]
-        history.append(pop[0].score)
-    good = sorted((c for c in seen.values() if feasible(c, limits)), key=lambda c: -c.score)
-    return SearchResult(best=good[:top], evaluated=ev.evaluated, best_per_generation=history, feasible_seen=good)
+def parse_args(argv: list[str] | None = None) -> SearchJob:
+    """The command line's flags as a SearchJob; raises ValueError for impossible values."""
+    ap = argparse.ArgumentParser(prog="python -m nas.search", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lut", required=True, help="pixel4 | xiaomi11 | a LUT .json / .json.gz / .sources.json file")
+    ap.add_argument("--latency-ms", type=float, required=True, help="latency limit (predicted, ms)")
+    ap.add_argument("--max-params-m", type=float, help="also limit the size (millions of parameters)")
+    ap.add_argument("--space", default="elasticvit", help=f"one of {list_spaces()}")
+    ap.add_argument("--objective", default="macs", choices=sorted(OBJECTIVES))
+    ap.add_argument("--population", type=int, default=SearchSettings.population)
+    ap.add_argument("--generations", type=int, default=SearchSettings.generations)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--top", type=int, default=5)
+    ap.add_argument("--no-correction", action="store_true", help="plain block sum even if the LUT has a correction")
+    ap.add_argument("--json", type=Path, help="write the best subnets and settings here")
+    ap.add_argument("--plot", type=Path, help="latency-vs-objective scatter plot (PNG)")
+    a = ap.parse_args(argv)
+    return SearchJob(lut=a.lut, latency_ms=a.latency_ms, max_params_m=a.max_params_m, space=a.space,
+                     objective=a.objective, population=a.population, generations=a.generations, seed=a.seed,
+                     top=a.top, no_correction=a.no_correction, json_out=a.json, plot=a.plot)
 
 
-if __name__ == "__main__":  # `python -m nas.search ...`: the command line lives in nas/search_cli.py
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    try:
+        job = parse_args(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return run_search(job, progress=sys.stderr.isatty())
 
-    from nas.search_cli import main
 
+if __name__ == "__main__":
     sys.exit(main())

@@ -123,8 +123,9 @@ class SearchSpace:
     def from_dict(self, data: dict) -> Subnet:
         """Parse and validate a subnet's JSON form; its stages are this space's, by name (any order)."""
         stages = data.get("stages", {})
-        if set(stages) != set(self.stage_names):
-            raise InvalidSubnet(f"stages = {list(stages)} is not allowed; allowed: {list(self.stage_names)}")
+        if not isinstance(stages, dict) or set(stages) != set(self.stage_names):
+            shown = list(stages) if isinstance(stages, dict) else stages
+            raise InvalidSubnet(f"stages = {shown!r} is not allowed; allowed: {list(self.stage_names)}")
         ordered = {**data, "stages": {name: stages[name] for name in self.stage_names}}
         return self.validate(Subnet.from_dict(ordered))
 
@@ -156,7 +157,8 @@ class SearchSpace:
         stride = spec.stride if layer == 0 else 1
         if spec.kind == "mbconv":
             expand = st.expand if st.expand is not None else 1
-            return [MBConvCfg(hw=hw, cin=cin, cout=st.width, expand=expand, stride=stride, kernel=st.kernel, se=spec.se)]  # type: ignore[arg-type]
+            return [MBConvCfg(hw=hw, cin=cin, cout=st.width, expand=expand, stride=stride,  # type: ignore[arg-type]
+                              kernel=st.kernel, se=spec.se)]
         out: list[BlockCfg] = []
         if layer == 0:
             out.append(TransDSCfg(hw=hw, cin=cin, cout=st.width, stride=stride, expand=spec.ds_expand))

@@ -5,10 +5,10 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
 
-from nas._registry import create_space, list_spaces
-from nas.costs import subnet_features
+from nas.costs import subnet_costs
+from nas.registry import create_space, list_spaces
+from nas.specs import resolve_subnet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.list:
             for name, sub in space.released.items():
-                f = subnet_features(space.blocks_of(sub))
+                f = subnet_costs(space, sub)
                 print(f"{name:5s} R={sub.resolution:3d} MMACs={f['macs_ref'] / 1e6:7.1f} "
                       f"(all ops {f['macs'] / 1e6:7.1f}) params={f['params'] / 1e6:5.2f}M")
             return 0
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             sub = space.sample(random.Random(args.sample))
         else:
             sub = resolve_subnet(space, args.subnet)
-        blocks = space.blocks_of(sub)
-        feats = subnet_features(blocks)
+        feats = subnet_costs(space, sub)
         out = {
             "subnet": sub.to_dict(space.stage_names),
             # macs_ref: the released counter's conventions (the MMACs table); macs: every op counted.
@@ -46,27 +45,12 @@ def main(argv: list[str] | None = None) -> int:
             "params_m": round(feats["params"] / 1e6, 4),
         }
         if args.blocks:
-            out["blocks"] = [b.key for b in blocks]
+            out["blocks"] = [b.key for b in space.blocks_of(sub)]
         print(json.dumps(out, indent=2))
         return 0
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-
-def resolve_subnet(space, spec: str):
-    """A subnet from a released name, 'min', 'max', a JSON file or a JSON string; raises ValueError."""
-    if spec == "min":
-        return space.min_subnet()
-    if spec == "max":
-        return space.max_subnet()
-    if spec in space.released:
-        return space.released[spec]
-    text = Path(spec).read_text() if spec.endswith(".json") else spec
-    if not text.lstrip().startswith("{"):
-        raise ValueError(f"unknown subnet {spec!r}; released: {list(space.released)}, or 'min', 'max', JSON")
-    data = json.loads(text)
-    return space.from_dict(data.get("subnet", data))  # also what `nas.space --subnet/--sample` prints
 
 
 if __name__ == "__main__":

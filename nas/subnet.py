@@ -8,6 +8,13 @@ from typing import Any
 SUBNET_FORMAT_VERSION = 1
 
 
+def _int(where: str, value: Any) -> int:
+    """A choice as an int; 2.5, "2" or true are refused, never truncated or coerced."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where} = {value!r} is not an integer")
+    return value
+
+
 @dataclass(frozen=True)
 class StageChoice:
     """Choices of one stage; fields a stage kind does not use stay None."""
@@ -43,14 +50,22 @@ class Subnet:
         version = data.get("format", SUBNET_FORMAT_VERSION)
         if version != SUBNET_FORMAT_VERSION:
             raise ValueError(f"subnet format {version} is not supported (this code reads {SUBNET_FORMAT_VERSION})")
+        missing = [k for k in ("space", "resolution", "stages") if k not in data]
+        if missing:
+            raise ValueError(f"subnet: missing field(s) {missing}")
+        if not isinstance(data["stages"], dict):
+            raise ValueError(f"stages = {data['stages']!r} is not an object of stage name -> choices")
         allowed = {f.name for f in fields(StageChoice)}
         stages = []
         for name, st in data["stages"].items():
+            if not isinstance(st, dict):
+                raise ValueError(f"stages.{name} = {st!r} is not an object of choices")
             unknown = set(st) - allowed
             if unknown:
                 raise ValueError(f"stage {name!r}: unknown field(s) {sorted(unknown)}; allowed {sorted(allowed)}")
-            stages.append(StageChoice(**{k: int(v) for k, v in st.items()}))
-        return Subnet(space=str(data["space"]), resolution=int(data["resolution"]), stages=tuple(stages))
+            stages.append(StageChoice(**{k: _int(f"stages.{name}.{k}", v) for k, v in st.items()}))
+        return Subnet(space=str(data["space"]), resolution=_int("resolution", data["resolution"]),
+                      stages=tuple(stages))
 
     def to_json(self, stage_names: tuple[str, ...] | None = None) -> str:
         return json.dumps(self.to_dict(stage_names), sort_keys=False)

@@ -15,10 +15,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from nas._registry import create_space
 from nas.blocks import BlockCfg, FirstConvCfg, HeadCfg, MBConvCfg, TransDSCfg
 from nas.modules import FFN, Attention, FirstConv, Head, MBConv, construct_block, inherit, init_weights_
 from nas.modules.layers import to_tokens
+from nas.registry import create_space
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 

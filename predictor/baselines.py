@@ -20,14 +20,7 @@ from sklearn.ensemble import RandomForestRegressor
 from nas.blocks import BlockCfg
 from nas.costs import block_features
 from predictor.analytical import NotFittedError
-from predictor.features import CONFIG_NAMES, TYPE_NAMES, config_fields
-
-
-def _check(cfgs: Sequence[BlockCfg], y: Sequence[float]) -> np.ndarray:
-    y = np.asarray(y, dtype=float)
-    if len(cfgs) != len(y) or len(y) == 0:
-        raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
-    return y
+from predictor.features import CONFIG_NAMES, check_latencies_ms, config_fields, training_targets, type_onehot
 
 
 def nnmeter_features(cfg: BlockCfg) -> list[float]:
@@ -45,7 +38,7 @@ class _PerType:
         raise NotImplementedError
 
     def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float]):
-        y = _check(cfgs, latency_ms)
+        y = training_targets(cfgs, latency_ms)
         x = self._x(cfgs)
         types = np.array([c.type for c in cfgs])
         self.models_ = {t: self._new().fit(x[types == t], y[types == t]) for t in np.unique(types)}
@@ -107,14 +100,11 @@ class PlainXGB:
 
     @staticmethod
     def _x(cfgs: Sequence[BlockCfg]) -> np.ndarray:
-        rows = []
-        for c in cfgs:
-            cf = config_fields(c)
-            rows.append([*(float(c.type == t) for t in TYPE_NAMES), *(cf[n] for n in CONFIG_NAMES)])
-        return np.array(rows)
+        fields = np.array([[cf[n] for n in CONFIG_NAMES] for cf in map(config_fields, cfgs)]).reshape(len(cfgs), -1)
+        return np.hstack([type_onehot(cfgs), fields])
 
     def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float]) -> "PlainXGB":
-        y = _check(cfgs, latency_ms)
+        y = training_targets(cfgs, latency_ms)
         self.model_ = xgb.XGBRegressor(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
                                        max_depth=self.max_depth, random_state=self.seed, n_jobs=self.n_jobs)
         self.model_.fit(self._x(cfgs), np.log(y))
@@ -131,8 +121,9 @@ class TypeRescale:
         self.prior = prior
 
     def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float]) -> "TypeRescale":
-        y = _check(cfgs, latency_ms)
-        ratio = y / np.array([self.prior[c.key] for c in cfgs])
+        y = training_targets(cfgs, latency_ms)
+        keys = [c.key for c in cfgs]
+        ratio = y / check_latencies_ms([self.prior[k] for k in keys], names=keys)
         types = np.array([c.type for c in cfgs])
         self.ratio_ = {t: float(np.median(ratio[types == t])) for t in np.unique(types)}
         self.global_ratio_ = float(np.median(ratio))

@@ -1,12 +1,14 @@
 """Block feature matrix for learned predictors: config fields + `nas.costs` analytical features.
 
 Builds on `nas.costs.block_features` (the one feature function); only the block config's own
-fields and the type one-hot are added here, so every predictor sees the same columns.
+fields and the type one-hot are added here, so every predictor sees the same columns. Also the one
+check of the latencies a model is fitted on (`check_latencies_ms`).
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -40,25 +42,64 @@ def config_fields(cfg: BlockCfg) -> dict[str, float]:
     return out
 
 
+def type_onehot(cfgs: Sequence[BlockCfg]) -> np.ndarray:
+    """One row per config, one column per block type (TYPE_NAMES order): 1.0 at the config's type."""
+    return np.array([[c.type == t for t in TYPE_NAMES] for c in cfgs], dtype=float).reshape(len(cfgs), -1)
+
+
 @lru_cache(maxsize=65536)
 def _row(cfg: BlockCfg) -> tuple[float, ...]:
-    onehot = [1.0 if cfg.type == t else 0.0 for t in TYPE_NAMES]
+    """The columns after the type one-hot."""
     cf = config_fields(cfg)
-    return (*onehot, *(cf[n] for n in CONFIG_NAMES), *log_features(block_features(cfg)))
+    return (*(cf[n] for n in CONFIG_NAMES), *log_features(block_features(cfg)))
 
 
 def feature_matrix(cfgs: Sequence[BlockCfg]) -> np.ndarray:
     """Rows in COLUMN_NAMES order."""
     if len(cfgs) == 0:
         return np.zeros((0, len(COLUMN_NAMES)))
-    return np.array([_row(c) for c in cfgs], dtype=float)
+    return np.hstack([type_onehot(cfgs), np.array([_row(c) for c in cfgs], dtype=float)])
 
 
-def training_targets(cfgs: Sequence[BlockCfg], latency_ms: Sequence[float]) -> np.ndarray:
-    """The latencies a model is fitted on, checked: one per config, positive and finite."""
-    y = np.asarray(latency_ms, dtype=float)
-    if len(cfgs) != len(y) or len(y) == 0:
-        raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
-    if np.any(~np.isfinite(y)) or np.any(y <= 0):
-        raise ValueError("latencies must be positive and finite")
+def _as_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return repr(float(value))
+    return repr(value)
+
+
+def check_latencies_ms(values: Iterable[float] | np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+    """Latencies in ms as a 1-D float array, each one finite and > 0.
+
+    Raises ValueError naming the first bad value, and its name (e.g. the block key) when `names`
+    (one per value) is given. Every predictor checks the latencies it is fitted on through here.
+    """
+    raw = values if isinstance(values, np.ndarray) else list(values)
+    try:
+        y = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError):  # a non-number among them: it shows up below as the bad value
+        y = np.array([_as_float(v) for v in raw], dtype=float)
+    if y.ndim != 1:
+        raise ValueError(f"latencies must be one sequence of numbers, got an array of shape {y.shape}")
+    if names is not None and len(names) != len(y):
+        raise ValueError(f"{len(y)} latencies but {len(names)} names")
+    bad = np.flatnonzero(~(np.isfinite(y) & (y > 0)))
+    if bad.size:
+        i = int(bad[0])
+        where = f"{names[i]}: latency_ms" if names is not None else f"latency_ms[{i}]"
+        raise ValueError(f"{where} = {_shown(raw[i])} must be positive and finite")
     return y
+
+
+def training_targets(cfgs: Sequence[BlockCfg], latency_ms: Iterable[float] | np.ndarray) -> np.ndarray:
+    """The latencies a model is fitted on, checked: one per config, positive and finite."""
+    values = latency_ms if isinstance(latency_ms, np.ndarray) else list(latency_ms)
+    if len(cfgs) != len(values) or len(values) == 0:
+        raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(values)} latencies)")
+    return check_latencies_ms(values, names=[c.key for c in cfgs])

@@ -22,12 +22,14 @@ from typing import Mapping
 
 import numpy as np
 
-from nas._registry import create_space
 from nas.blocks import BlockCfg
+from nas.registry import create_space
 from nas.searchspace import SearchSpace
 from predictor import metrics
-from predictor.lut import Lut, SubnetPredictor, fill_lut, open_lut
+from predictor.lut import Lut, fill_lut
+from predictor.lut_io import LutFormatError, export_nnmeter, open_lut, save_lut
 from predictor.sampler import choose
+from predictor.subnet_predictor import SubnetPredictor
 from predictor.transfer import fit_prior_model
 from predictor.xgb import LatencyPredictor
 
@@ -48,7 +50,8 @@ class FillResult:
     predictor: LatencyPredictor
 
 
-def subnet_weights(space: SearchSpace, blocks: list[BlockCfg], rng: random.Random, n: int = N_WEIGHT_SUBNETS) -> dict[str, float]:
+def subnet_weights(space: SearchSpace, blocks: list[BlockCfg], rng: random.Random,
+                   n: int = N_WEIGHT_SUBNETS) -> dict[str, float]:
     """How often each block occurs in random subnets: its weight in network latency."""
     pos = {b.key: i for i, b in enumerate(blocks)}
     sp = SubnetPredictor(dict.fromkeys(pos, 1.0), space)
@@ -63,7 +66,8 @@ def fill(space: SearchSpace, full: Mapping[str, float], budget: int, seed: int,
     blocks = space.enumerate_blocks()
     missing = [b.key for b in blocks if b.key not in full]
     if missing:
-        raise LutFillError(f"the full LUT lacks {len(missing)} reachable keys of space {space.name!r}, e.g. {missing[0]}")
+        raise LutFillError(f"the full LUT lacks {len(missing)} reachable keys of space {space.name!r}, "
+                           f"e.g. {missing[0]}")
     calls = {"n": 0}
 
     def measure(batch: list[BlockCfg]) -> list[float]:
@@ -107,11 +111,9 @@ def evaluate(space: SearchSpace, lut: Lut, full: Mapping[str, float], train_keys
 
 
 def _read_flat(lut: str, space: str) -> tuple[str, dict[str, float]]:
-    """(device name, key -> ms) of a shipped LUT name or a LUT file in any format `open_lut` reads."""
-    try:
-        full = open_lut(lut, space)
-    except (OSError, ValueError) as e:
-        raise LutFillError(f"cannot read LUT {lut}: {e}") from e
+    """(device name, key -> ms) of a shipped LUT name or a LUT file in any format `open_lut` reads.
+    Raises LutFormatError / OSError, both naming the file."""
+    full = open_lut(lut, space)
     return full.device, full.flat()
 
 
@@ -138,15 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         prior = _read_flat(args.prior, space.name)[1] if args.prior else None
         res = fill(space, full, args.budget, args.seed, prior, device=device)
         out = Path(args.out)
-        res.lut.export_nnmeter(out)
+        export_nnmeter(res.lut, out)
         train_path = out.with_name(out.stem + ".train_keys.json")
         train_path.write_text(json.dumps(res.train_keys, indent=1))
         if args.save_lut:
-            res.lut.save(args.save_lut)
+            save_lut(res.lut, args.save_lut)
         if args.save_model:
             res.predictor.save(args.save_model)
         report = evaluate(space, res.lut, full, res.train_keys, args.seed)
-    except (LutFillError, ValueError) as e:
+    except (LutFillError, LutFormatError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"budget": args.budget, "seed": args.seed, "prior": args.prior is not None,

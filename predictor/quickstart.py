@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         print(f"[2/4] filling the LUT and [3/4] validating on {args.n} whole subnets", flush=True)
         lut_out = args.out / "quickstart_lut.json"
-        r = validate(ValidateConfig("local", settings, store, n=args.n, json_out=args.out / "quickstart_validation.json",
-                                    lut_out=lut_out, noise_networks=2, noise_repeats=3))
+        r = validate(ValidateConfig("local", settings, store, n=args.n, lut_out=lut_out, noise_networks=2,
+                                    noise_repeats=3, json_out=args.out / "quickstart_validation.json"))
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  plain block sum:                                  within ±10% {100 * b['acc10']:.0f}%, "
           f"±5% {100 * b['acc5']:.0f}%, MAPE {100 * b['mape']:.1f}%")
     if r.get("noise_floor"):
-        print(f"noise floor: the same network measured repeatedly varies by {100 * r['noise_floor']['mean_cv']:.1f}% (CV)")
+        cv = 100 * r["noise_floor"]["mean_cv"]
+        print(f"noise floor: the same network measured repeatedly varies by {cv:.1f}% (CV)")
     full_lut = lut_out.with_suffix(".sources.json")
     print(f"plot: {r['plot']}\nreport: {args.out / 'quickstart_validation.json'}\nLUT: {lut_out} (with sources and the "
           f"network correction: {full_lut})")

@@ -19,7 +19,7 @@ import numpy as np
 
 from nas.blocks import BlockCfg
 from nas.costs import block_features
-from predictor.features import CONFIG_NAMES, feature_matrix, COLUMN_NAMES
+from predictor.features import COLUMN_NAMES, CONFIG_NAMES, check_latencies_ms, feature_matrix
 from predictor.transfer import fit_prior_model
 from predictor.xgb import LatencyPredictor
 
@@ -158,14 +158,15 @@ def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: n
         values = list(measure(batch))
         if len(values) != len(batch):
             raise ValueError(f"measure returned {len(values)} values for {len(batch)} blocks")
-        for c, v in zip(batch, values):
-            if isinstance(v, float) and math.isnan(v):
-                failed.add(c.key)
-                continue
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"measure returned {v!r} for {c.key}: latencies must be positive and finite "
-                                 "(NaN marks a block that could not be measured)")
-            measured[c.key] = float(v)
+        # NaN marks a block the device could not run; every other value must be a latency.
+        could_not = [isinstance(v, float) and math.isnan(v) for v in values]
+        failed.update(c.key for c, nan in zip(batch, could_not) if nan)
+        keys = [c.key for c, nan in zip(batch, could_not) if not nan]
+        try:
+            ms = check_latencies_ms([v for v, nan in zip(values, could_not) if not nan], names=keys)
+        except ValueError as e:
+            raise ValueError(f"measure returned {e} (NaN marks a block that could not be measured)") from e
+        measured.update(zip(keys, map(float, ms)))
 
     w = np.array([1.0 if weights is None else float(weights.get(c.key, 0.0)) for c in cfgs])
     importance = w * _proxy_latency(cfgs, prior)

@@ -6,6 +6,9 @@ So each stage is two table look-ups, and a batch of subnets becomes a padded ind
 a multiplicity matrix: latency = sum(values[index] * count, axis=1), all in numpy.
 The tables are built once from the space's own layer -> block mapping (`SearchSpace.layer_blocks`,
 the same code `blocks_of` uses), so there is no second definition of composition here.
+
+A block the LUT lacks gets a position past the end of the keys (`len(keys) + 1 + j`, the key kept in
+`missing_keys[j]`), so indexing values with it fails loudly and `missing` can name it.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from nas.searchspace import InvalidSubnet, SearchSpace
 from nas.subnet import StageChoice, Subnet
 
 _CHOICE_FIELDS = ("kernel", "expand", "mlp", "v_scale")
-MISSING = -1
+PAD = -1  # an unused block slot: values[-1] is the padding value 0
 
 
 class SubnetIndexer:
@@ -28,6 +31,8 @@ class SubnetIndexer:
     def __init__(self, space: SearchSpace, keys: Sequence[str]) -> None:
         self.space = space
         self.keys = list(keys)
+        self.missing_keys: list[str] = []  # blocks of the space that `keys` lack, in order of discovery
+        self._missing_pos: dict[str, int] = {}
         pos = {k: i for i, k in enumerate(self.keys)}
         self._res = {r: i for i, r in enumerate(space.resolutions)}
         # Per stage: value -> option index for width and each choice field (None when unused).
@@ -41,13 +46,21 @@ class SubnetIndexer:
             self._opts.append(d)
         self._build(pos)
 
+    def _pos(self, pos: Mapping[str, int], key: str) -> int:
+        if key in pos:
+            return pos[key]
+        if key not in self._missing_pos:
+            self._missing_pos[key] = len(self.keys) + 1 + len(self.missing_keys)
+            self.missing_keys.append(key)
+        return self._missing_pos[key]
+
     def _lookup(self, pos: Mapping[str, int], blocks: list) -> list[int]:
-        return [pos.get(b.key, MISSING) for b in blocks]
+        return [self._pos(pos, b.key) for b in blocks]
 
     def _build(self, pos: Mapping[str, int]) -> None:
         sp = self.space
         w0 = sp.stages[0].widths
-        self.first = np.array([[pos.get(FirstConvCfg(resolution=r, cout=c).key, MISSING) for c in w0]
+        self.first = np.array([[self._pos(pos, FirstConvCfg(resolution=r, cout=c).key) for c in w0]
                                for r in sp.resolutions])
         self.l0: list[np.ndarray] = []  # [res, prev width, width, *choices, block slot]
         self.l1: list[np.ndarray] = []  # [res, width, *choices, block slot]
@@ -73,8 +86,8 @@ class SubnetIndexer:
             self.l1.append(_dense(t1, shape1))
             hws = [ceil_div(h, spec.stride) for h in hws]
         wl = sp.stages[-1].widths
-        self.head = np.array([[pos.get(HeadCfg(hw=h, channels=c, hidden=sp.head_hidden, expand=sp.head_expand).key,
-                                       MISSING) for c in wl] for h in hws])
+        self.head = np.array([[self._pos(pos, HeadCfg(hw=h, channels=c, hidden=sp.head_hidden,
+                                                      expand=sp.head_expand).key) for c in wl] for h in hws])
 
     def encode(self, subnets: Sequence[Subnet]) -> np.ndarray:
         """(n, 1 + 6 * stages) option indices: resolution, then per stage depth, width, choices."""
@@ -100,7 +113,8 @@ class SubnetIndexer:
         return out
 
     def index(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(index, count) matrices: block positions in `keys` and how often each occurs."""
+        """(index, count) matrices: block positions in `keys` and how often each occurs. Blocks `keys`
+        lacks are past its end (see `missing`); padding slots are PAD with count 0 or 1."""
         r = codes[:, 0]
         width_col = lambda i: 2 + 6 * i  # noqa: E731  (column of stage i's width option)
         idx = [self.first[r, codes[:, width_col(0)]][:, None]]  # stage 0's width is the first conv's
@@ -115,17 +129,23 @@ class SubnetIndexer:
             cnt += [np.ones(i0.shape), np.repeat((depth - 1)[:, None], i1.shape[1], axis=1).astype(float)]
         idx.append(self.head[r, codes[:, width_col(len(self.space.stages) - 1)]][:, None])
         cnt.append(np.ones((len(codes), 1)))
-        index, count = np.hstack(idx), np.hstack(cnt)
-        if np.any((index == MISSING) & (count > 0)):
-            row, col = np.argwhere((index == MISSING) & (count > 0))[0]
-            raise KeyError(f"subnet {row} runs a block that is not among the LUT's keys (slot {col})")
-        return index, count
+        return np.hstack(idx), np.hstack(cnt)
+
+    def missing(self, index: np.ndarray, count: np.ndarray) -> tuple[list[str], int]:
+        """(keys that the encoded subnets run but `keys` lacks, first row running one); ([], -1) if none."""
+        if not self.missing_keys or index.max(initial=PAD) <= len(self.keys):  # the common case: all there
+            return [], -1
+        bad = (index > len(self.keys)) & (count > 0)
+        if not bad.any():
+            return [], -1
+        first = int(np.argwhere(bad)[0][0])
+        return [self.missing_keys[i - len(self.keys) - 1] for i in np.unique(index[bad])], first
 
 
 def _dense(table: dict[tuple, list[int]], shape: tuple[int, ...]) -> np.ndarray:
-    """Dict of cell -> block indices as an int array [*shape, slots], padded with MISSING."""
+    """Dict of cell -> block indices as an int array [*shape, slots], padded with PAD."""
     slots = max(len(v) for v in table.values())
-    arr = np.full((*shape, slots), MISSING, dtype=np.int64)
+    arr = np.full((*shape, slots), PAD, dtype=np.int64)
     for cell, v in table.items():
         arr[cell][: len(v)] = v
     return arr

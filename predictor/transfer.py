@@ -17,7 +17,7 @@ import numpy as np
 
 from nas.blocks import BlockCfg, KeyError_, parse_key
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.features import TYPE_NAMES
+from predictor.features import TYPE_NAMES, training_targets, type_onehot
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ class PriorTransfer:
     def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float],
             prior_model: AnalyticalModel | None = None) -> "PriorTransfer":
         """`prior_model`: an analytical model already fitted on the prior (saves refitting it)."""
-        y = np.asarray(latency_ms, dtype=float)
-        if len(cfgs) != len(y) or len(y) == 0:
-            raise ValueError(f"need as many latencies as configs (got {len(cfgs)} configs, {len(y)} latencies)")
+        y = training_targets(cfgs, latency_ms)
         if prior_model is None:
             prior_model = fit_prior_model(self.prior, self.max_prior_fit, self.seed)
         self.prior_model_ = prior_model
@@ -82,7 +80,7 @@ class PriorTransfer:
         return np.where(np.isfinite(lp), lp + lt - lap, lt)
 
     def _design(self, cfgs: Sequence[BlockCfg], lp: np.ndarray) -> np.ndarray:
-        onehot = np.array([[c.type == t for t in TYPE_NAMES] for c in cfgs], dtype=float).reshape(len(cfgs), -1)
+        onehot = type_onehot(cfgs)
         slope = np.where(np.isfinite(lp), lp - self.center_, 0.0)[:, None]
         return np.hstack([onehot, onehot * slope])
 
@@ -113,7 +111,8 @@ class PriorTransfer:
     @classmethod
     def from_state(cls, state: dict) -> "PriorTransfer":
         if list(state["type_names"]) != list(TYPE_NAMES):
-            raise ValueError(f"transfer state was saved for block types {state['type_names']}, this code has {TYPE_NAMES}")
+            raise ValueError(f"transfer state was saved for block types {state['type_names']}, "
+                             f"this code has {TYPE_NAMES}")
         m = cls(state["prior"], state["analytical_ridge"], state["alpha"], state["max_prior_fit"], state["seed"])
         m.prior_model_ = AnalyticalModel.from_state(state["prior_model"])
         m.target_model_ = AnalyticalModel.from_state(state["target_model"])

@@ -44,8 +44,9 @@ class LatencyPredictor:
 
     `prior`: another device's LUT (key -> ms); when given, the base is `PriorTransfer` and the
     prior's latency is a feature. `bootstrap`: fit on a resample of the data (base included unless
-    a fitted `base` is passed to fit): members of an ensemble whose spread measures uncertainty. Below `min_samples_xgb` measurements the trees are skipped and
-    the base alone predicts (a few points cannot train trees without adding noise).
+    a fitted `base` is passed to fit): members of an ensemble whose spread measures uncertainty. Below
+    `min_samples_xgb` measurements the trees are skipped and the base alone predicts (a few points cannot
+    train trees without adding noise).
     Fitted attributes: `base_`, `booster_` (None when skipped), `n_samples_`.
     """
 
@@ -96,7 +97,8 @@ class LatencyPredictor:
             names.append("log_prior_ms")
         return names
 
-    def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float], base: Base | None = None) -> "LatencyPredictor":
+    def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float],
+            base: Base | None = None) -> "LatencyPredictor":
         """`base`: an already fitted base model to reuse as is (the sampler's ensembles share one)."""
         if self.target not in TARGETS:
             raise ValueError(f"target = {self.target!r} is not allowed; allowed: {list(TARGETS)}")

@@ -9,29 +9,32 @@ the block catalogue, and re-importing skips what is already there.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
-from nas.blocks import KeyError_, parse_key
+from predictor.lut_io import LutFormatError, load_flat, lut_path
 from profiler.errors import StoreError
-from profiler.published import load_lut, lut_path
 from profiler.store import DEFAULT_STORE, MeasurementRow, Store
 
 RUNNER = "published-lut"
 
 
-def import_lut(lut: str | Path, device: str, store: Store, backend: str = "cpu", threads: int = 1) -> tuple[int, int]:
-    """Returns (imported, already present). Raises ValueError on a malformed file."""
-    path = lut_path(lut)
-    data = load_lut(lut)
-    for key, ms in data.items():
-        parse_key(key)
-        if not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:
-            raise ValueError(f"{path}: {key} has latency {ms!r}; expected a positive number of ms")
+def import_lut(lut: str | Path, device: str, store_path: Path, backend: str = "cpu", threads: int = 1,
+                space: str = "elasticvit") -> tuple[int, int]:
+    """Returns (imported, already present). Raises LutFormatError on a malformed file (keys and latencies
+    are checked by `load_flat` before the store is opened), FileNotFoundError on a missing one."""
+    path = lut_path(lut, space)
+    data = load_flat(lut, space)
+    with Store(store_path) as store:
+        return _store_entries(data, path, device, store, backend, threads)
+
+
+def _store_entries(data: dict[str, float], path: Path, device: str, store: Store, backend: str,
+                   threads: int) -> tuple[int, int]:
     fingerprint = {"name": device, "source": str(path.name), "format": "nn-Meter LUT"}
-    device_id = store.device_id(device, fingerprint, f"lut-{device}")
+    # NAME is its address too; a schema-1 store kept the same import under the hash "lut-NAME"
+    device_id = store.register_device(fingerprint, f"lut-{device}", device, legacy_hash=f"lut-{device}").id
     settings = {"runner": RUNNER, "backend": backend, "threads": threads, "source": str(path)}
     run_id = store.start_run(device_id, settings)
     now = time.time()
@@ -58,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--space", default="elasticvit", help="search space whose blocks the keys must be")
     args = ap.parse_args(argv)
     try:
-        with Store(args.store) as store:
-            added, present = import_lut(args.lut, args.device, store, args.backend, args.threads)
-    except (KeyError_, ValueError, OSError, StoreError) as e:
+        added, present = import_lut(args.lut, args.device, args.store, args.backend, args.threads, args.space)
+    except (LutFormatError, ValueError, OSError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"imported {added} entries of {args.lut} as device {args.device!r} ({present} already in {args.store})")

@@ -28,8 +28,10 @@ logger = logging.getLogger(__name__)
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m profiler.loopback", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = a free one)")
-    parser.add_argument("--sandbox", type=Path, default=None, help="host dir for device files (default: a temp dir, removed at exit)")
-    parser.add_argument("--prop", action="append", default=[], metavar="KEY=VALUE", help="override a property (repeatable)")
+    parser.add_argument("--sandbox", type=Path, default=None,
+                        help="host dir for device files (default: a temp dir, removed at exit)")
+    parser.add_argument("--prop", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a property (repeatable)")
     parser.add_argument("--connect-timeout-s", type=float, default=20.0)
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)

@@ -22,8 +22,8 @@ def positive_int(text: str) -> int:
 def add_measure_arguments(ap: argparse.ArgumentParser, runs: int = 50, export_workers: int = 1) -> None:
     """The run-settings flags, for every command that measures on a device."""
     g = ap.add_argument_group("how to measure")
-    g.add_argument("--runner", choices=list_runners(), help="default: tflite-benchmark when --benchmark-binary is given, "
-                   "else linux-python")
+    g.add_argument("--runner", choices=list_runners(),
+                   help="default: tflite-benchmark when --benchmark-binary is given, else linux-python")
     g.add_argument("--benchmark-binary", type=Path, help="TFLite benchmark_model for the device's ABI")
     g.add_argument("--backend", default="cpu", choices=sorted(BACKEND_FORMATS))
     g.add_argument("--threads", type=positive_int, default=1)

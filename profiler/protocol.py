@@ -12,7 +12,7 @@ from typing import Callable
 from profiler.runners.base import Runner, Samples
 from profiler.runners.push import push_if_changed
 from profiler.settings import ProtocolSettings, RunSettings
-from profiler.targets import Target
+from profiler.targets import Target, sh_quote
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,14 @@ def measure_model(target: Target, runner: Runner, model: Path, settings: RunSett
     """Push a model file and measure it; keep the attempt with the smallest spread."""
     remote = posixpath.join(target.workdir, "models", model.name)
     t0 = time.perf_counter()
-    target.shell(f"mkdir -p {posixpath.dirname(remote)}")
+    target.shell(f"mkdir -p {sh_quote(posixpath.dirname(remote))}")
     push_if_changed(target, model, remote)
     push_s = time.perf_counter() - t0
     best: tuple[Samples, dict[str, float]] | None = None
     attempts = 0
     t1 = time.perf_counter()
-    for attempts in range(1, protocol.max_attempts + 1):
+    while attempts < protocol.max_attempts:
+        attempts += 1
         samples = runner.measure(target, remote, settings, mask)
         stats = sample_stats(samples.samples_us)
         if best is None or stats["spread"] < best[1]["spread"]:
@@ -61,7 +62,7 @@ def measure_model(target: Target, runner: Runner, model: Path, settings: RunSett
         log.info("%s: spread %.1f%% > %.1f%%, measuring again", model.name, 100 * stats["spread"],
                  100 * protocol.max_spread)
     run_s = time.perf_counter() - t1
-    target.shell(f"rm -f {remote}")
+    target.shell(f"rm -f {sh_quote(remote)}")
     assert best is not None
     return BlockResult(best[0], best[1], attempts, {"export_s": export_s, "push_s": push_s, "run_s": run_s})
 

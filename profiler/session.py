@@ -185,7 +185,7 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
         key = key_of(item)
         started = time.time()
         try:
-            model, export_s = timed(lambda: convert(item))
+            model, export_s = timed(partial(convert, item))
             res = sess.measure(model, export_s)
         except StoreError:
             raise

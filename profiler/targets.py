@@ -194,7 +194,8 @@ def resolve_serial(requested: str | None, client: adbutils.AdbClient) -> str:
     devices = list_devices(client)
     if serial is None:
         if not devices:
-            raise NoDevice("no device attached (adb devices lists none); plug one in or start `python -m profiler.loopback`")
+            raise NoDevice("no device attached (adb devices lists none); plug one in or start "
+                           "`python -m profiler.loopback`")
         if len(devices) > 1:
             raise SeveralDevices(f"{len(devices)} devices attached ({', '.join(s for s, _ in devices)}): pass --serial")
         serial = devices[0][0]

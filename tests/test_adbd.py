@@ -314,7 +314,8 @@ def test_cli_reports_missing_adb_in_one_line(tmp_path: Path) -> None:
         **os.environ, "PYTHONPATH": str(REPO_ROOT), "ANDROID_ADB_SERVER_PORT": str(free_port()),
         "ADBUTILS_ADB_PATH": str(tmp_path / "no-adb"), "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
     }
-    proc = subprocess.run([sys.executable, "-m", "profiler.loopback"], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "profiler.loopback"], env=env, capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from profiler.errors import ParseError
-from profiler.parsers import parse_bench_loop_output, parse_key_values
+from profiler.parsers import parse_key_values
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "device_scripts"
 SH = "/bin/sh"
@@ -208,39 +208,3 @@ def test_lock_clocks_rejects_bad_arguments() -> None:
     assert proc.returncode == 2
     assert parse_key_values(proc.stdout)["error"].startswith("bad_cpu_list")
 
-
-# ---------------------------------------------------------------- bench_loop.sh
-
-
-def test_bench_loop_runs_echo_twice() -> None:
-    proc = run_script("bench_loop.sh", "echo", "1", "2", "hello", "world")
-    header, runs = parse_bench_loop_output(proc.stdout)
-    assert header["runs"] == "2" and header["mask"] == "1"
-    assert header["taskset"] in {"used", "missing"}
-    assert header["runs_failed"] == "0"
-    assert [(r.index, r.rc, r.output) for r in runs] == [(1, 0, "hello world"), (2, 0, "hello world")]
-
-
-def test_bench_loop_without_taskset_and_failing_binary() -> None:
-    # PATH without taskset; `false` and `printf` are shell builtins.
-    env = {"PATH": "/nonexistent"}
-    proc = run_script("bench_loop.sh", "false", "f0", "2", env=env, check=False)
-    assert proc.returncode == 1
-    header, runs = parse_bench_loop_output(proc.stdout)
-    assert header["taskset"] == "missing" and header["runs_failed"] == "2"
-    assert [r.rc for r in runs] == [1, 1]
-    proc = run_script("bench_loop.sh", "printf", "-", "1", "no newline", env=env)
-    header, runs = parse_bench_loop_output(proc.stdout)
-    assert header["taskset"] == "unused"
-    assert runs[0].output == "no newline" and runs[0].rc == 0
-
-
-def test_bench_loop_rejects_bad_runs() -> None:
-    proc = run_script("bench_loop.sh", "echo", "1", "two", check=False)
-    assert proc.returncode == 2
-    assert parse_key_values(proc.stdout)["error"].startswith("runs_not_a_number")
-
-
-def test_parse_bench_loop_output_detects_truncation() -> None:
-    with pytest.raises(ParseError, match="not terminated"):
-        parse_bench_loop_output("runs=1\n@@@ begin run=1\npartial output\n")

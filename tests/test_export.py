@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from nas import export
-from nas.codehash import NAS_DIR, graph_code_version, graph_sources, source_fingerprint
-from nas._registry import create_space
 from nas.blocks import BLOCK_TYPES, parse_key
+from nas.codehash import NAS_DIR, graph_code_version, graph_sources, source_fingerprint
 from nas.modules import build_block, example_input, is_channel_last
+from nas.registry import create_space
 from nas.supernet import build_subnet
 
 # One small config per block type (odd sides and stride 2 where the type allows).

@@ -5,19 +5,24 @@ not depend on the published phone LUTs.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import random
 
 import numpy as np
 import pytest
 
-from nas._registry import create_space
 from nas.costs import OP_KINDS
+from nas.registry import create_space
 from predictor import metrics
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.lut import Lut, NetworkCorrection, SubnetPredictor, predict_subnets, weight_mb
-from predictor.lutfill import evaluate, fill, main as lutfill_main
+from predictor.correction import NetworkCorrection, weight_mb
+from predictor.lut import Lut
+from predictor.lut_io import LutFormatError, export_nnmeter, load_flat, open_lut, save_lut
+from predictor.lutfill import evaluate, fill
+from predictor.lutfill import main as lutfill_main
 from predictor.sampler import SamplerConfig, choose
+from predictor.subnet_predictor import MissingKeyError, SubnetPredictor, predict_subnets
 from predictor.xgb import LatencyPredictor, PredictorFormatError
 
 TRUE_PARAMS = {
@@ -128,10 +133,11 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     nets = [[(b, lut[b.key]) for b in space.blocks_of(s)] for s in subnets]
     # network-level effects: attention 1.3x slower in a network, weights re-fetched at 0.05 ms/MB,
     # 0.02 ms per block boundary, 0.5 ms per graph
-    truth = np.array([sum((1.3 if b.type == "transattn" else 1.0) * ms + 0.05 * weight_mb(b) + 0.02 for b, ms in n) + 0.5
-                      for n in nets])
+    truth = np.array([sum((1.3 if b.type == "transattn" else 1.0) * ms + 0.05 * weight_mb(b) + 0.02 for b, ms in n)
+                      + 0.5 for n in nets])
     corr = NetworkCorrection(ridge=1e-9).fit(nets, truth)
-    assert corr.scale_["transattn"] == pytest.approx(1.3, rel=1e-4) and corr.per_block_ms_ == pytest.approx(0.02, rel=1e-3)
+    assert corr.scale_["transattn"] == pytest.approx(1.3, rel=1e-4)
+    assert corr.per_block_ms_ == pytest.approx(0.02, rel=1e-3)
     assert corr.ms_per_weight_mb_ == pytest.approx(0.05, rel=1e-3)
     assert NetworkCorrection.from_state(corr.get_state()).predict(nets) == pytest.approx(truth, rel=1e-6)
     # and one that depends on the input resolution: networks at R=224 a further 10% slower
@@ -156,10 +162,15 @@ def test_lut_fill_covers_reachable_keys(tmp_path, space, blocks, device):
     assert all(lut.entries[k].latency_ms == device[k] and lut.entries[k].source == "measured" for k in res.train_keys)
     report = evaluate(space, lut, device, res.train_keys, seed=0, n_subnets=200)
     assert report["subnet"]["mape"] < 0.1
-    lut.save(tmp_path / "lut.json")
-    assert Lut.load(tmp_path / "lut.json").entries == lut.entries
-    lut.export_nnmeter(tmp_path / "flat.json")
-    assert json.loads((tmp_path / "flat.json").read_text()) == lut.flat()
+    save_lut(lut, tmp_path / "lut.json")
+    again = open_lut(tmp_path / "lut.json")
+    assert isinstance(again, Lut) and again.entries == lut.entries and again.meta == lut.meta
+    assert json.loads((tmp_path / "lut.json").read_text())["format_version"] == 1
+    export_nnmeter(lut, tmp_path / "flat.json")
+    assert json.loads((tmp_path / "flat.json").read_text()) == lut.flat() == load_flat(tmp_path / "flat.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.json", "lut.json"]  # no temporary files left
+    with pytest.raises(LutFormatError, match="open_lut"):
+        load_flat(tmp_path / "lut.json")  # sources and meta would be lost: a flat reader refuses it
 
 
 @pytest.mark.slow
@@ -188,7 +199,7 @@ def test_lutfill_cli_on_the_shipped_phone_luts(tmp_path, capsys):
                          "--out", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_measured"] == 30 and report["n_keys"] == 3073 and report["prior"]
-    assert report["subnet"]["acc10"] > 0.5  # a loose sanity bound; the accuracy figures are benchmarks/bench_lutfill.py's
+    assert report["subnet"]["acc10"] > 0.5  # a loose sanity bound; accuracy figures are benchmarks/bench_lutfill.py's
     assert len(json.loads(out.read_text())) == 3073
 
 
@@ -206,3 +217,128 @@ def test_sampler_skips_blocks_the_device_cannot_run(blocks, device):
     assert not set(got) & broken and len(got) == 70 - len(set(asked) & broken)
     with pytest.raises(ValueError, match="positive"):
         choose(cands, 5, lambda batch: [0.0] * len(batch), np.random.default_rng(0))
+
+
+# ---- LUT files: every bad input is a LutFormatError naming the file and the key -------------------
+def _gz(tmp_path, device, n_bytes=None):
+    raw = gzip.compress(json.dumps(device).encode())
+    path = tmp_path / "phone.json.gz"
+    path.write_bytes(raw if n_bytes is None else raw[:n_bytes])
+    return path
+
+
+def test_gz_lut_reads_and_truncated_gz_is_a_format_error(tmp_path, device):
+    path = _gz(tmp_path, device)
+    assert load_flat(path) == device and open_lut(path).flat() == device
+    size = path.stat().st_size
+    for cut in (size // 2, 12):  # truncated (EOFError inside gzip), then cut inside the header
+        _gz(tmp_path, device, cut)
+        for reader in (load_flat, open_lut):
+            with pytest.raises(LutFormatError, match="phone.json.gz.*(truncated|corrupt)"):
+                reader(path)
+    path.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(LutFormatError, match="phone.json.gz"):
+        load_flat(path)
+
+
+@pytest.mark.parametrize("content, msg", [
+    ({"nope_1": 1.0}, "bad block key 'nope_1'"),
+    ({"firstconv_128_3_16_2_3": 0}, "firstconv_128_3_16_2_3 has latency 0"),
+    ({"firstconv_128_3_16_2_3": float("nan")}, "firstconv_128_3_16_2_3 has latency nan"),
+    ({"firstconv_128_3_16_2_3": "0.2"}, "firstconv_128_3_16_2_3 has latency '0.2'"),
+    ({"firstconv_128_3_16_2_3": True}, "has latency True"),
+    ({"firstconv_0128_3_16_2_3": 0.2}, "not canonical"),
+    ([0.2], "JSON object"),
+    ({}, "JSON object"),
+])
+def test_bad_flat_luts_name_file_and_key(tmp_path, content, msg):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(content))
+    for reader in (load_flat, open_lut):
+        with pytest.raises(LutFormatError, match="bad.json") as e:
+            reader(path)
+        assert msg in str(e.value)
+    path.write_text("{not json")
+    with pytest.raises(LutFormatError, match="bad.json is not JSON"):
+        open_lut(path)
+
+
+def test_project_lut_checks_format_version_space_and_entries(tmp_path, space, blocks, device):
+    lut = Lut("phone", "cpu", space.name)
+    for b in blocks[:5]:
+        lut.set(b.key, device[b.key], "measured")
+    path = tmp_path / "lut.json"
+    save_lut(lut, path)
+    good = json.loads(path.read_text())
+    for change, msg in [({"format_version": 2}, "format version 2"),
+                        ({"space": "otherspace"}, "LUT of space 'otherspace'"), ({"device": None}, "'device'"),
+                        ({"entries": {blocks[0].key: {"latency_ms": 1.0, "source": "guessed"}}}, blocks[0].key),
+                        ({"entries": {blocks[0].key: {"latency_ms": -1.0, "source": "measured"}}}, "has latency -1.0")]:
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(LutFormatError, match="lut.json") as e:
+            open_lut(path, space)
+        assert msg in str(e.value)
+
+
+def test_lutfill_and_import_lut_report_a_truncated_gz_in_one_line(tmp_path, capsys, device):
+    from profiler.import_lut import main as import_main
+
+    path = _gz(tmp_path, device, 100)
+    assert lutfill_main(["--lut", str(path), "--budget", "5", "--seed", "0", "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "phone.json.gz" in err and len(err.strip().splitlines()) == 1
+    assert import_main([str(path), "--device", "x", "--store", str(tmp_path / "m.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "phone.json.gz" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_lut_key_names_the_key(space, blocks, device):
+    lut = dict(device)
+    gone = [b.key for b in blocks if b.type == "transattn"][:2]
+    for k in gone:
+        del lut[k]
+    pred = SubnetPredictor(lut, space)
+    with pytest.raises(MissingKeyError) as e:
+        pred.predict([space.max_subnet()] + [space.sample(random.Random(i)) for i in range(2000)])
+    assert isinstance(e.value, LutFormatError) and set(e.value.keys) == set(gone)
+    assert gone[0] in str(e.value) and f"{len(gone)} block key(s)" in str(e.value)
+    covered = [s for s in (space.sample(random.Random(i)) for i in range(200))
+               if not {b.key for b in space.blocks_of(s)} & set(gone)]
+    np.testing.assert_allclose(pred.predict(covered), predict_subnets(device, covered, space))
+
+
+def test_correction_state_is_versioned_and_checked(space, blocks, device):
+    nets = [[(b, device[b.key]) for b in space.blocks_of(space.sample(random.Random(i)))] for i in range(12)]
+    corr = NetworkCorrection().fit(nets, [1.1 * sum(ms for _, ms in n) for n in nets])
+    state = corr.get_state()
+    assert state["format"] == "mobilevit-nas/network-correction" and state["format_version"] == 1
+    np.testing.assert_allclose(NetworkCorrection.from_state(state).predict(nets), corr.predict(nets))
+    legacy = {k: v for k, v in state.items() if k not in ("format", "format_version")}  # saved before versioning
+    np.testing.assert_allclose(NetworkCorrection.from_state(legacy).predict(nets), corr.predict(nets))
+    for bad, msg in [({**state, "format_version": 2}, "version 2"), ({**state, "format": "x"}, "'x'"),
+                     ({k: v for k, v in legacy.items() if k != "ms_per_weight_mb"}, "lacks 'ms_per_weight_mb'"),
+                     ({k: v for k, v in state.items() if k != "offset_ms"}, "lacks 'offset_ms'"),
+                     ({**state, "scale": {}}, "block type"), ({**state, "offset_ms": "x"}, "malformed")]:
+        with pytest.raises(LutFormatError, match="network correction state") as e:
+            NetworkCorrection.from_state(bad)
+        assert msg in str(e.value)
+
+
+def test_host_lut_saved_before_versioning_still_loads(space):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "host_lut.sources.json"
+    lut = open_lut(path, space)
+    assert "format" not in lut.meta[NetworkCorrection.META_KEY]
+    corr = NetworkCorrection.of_lut(lut)
+    assert corr is not None and corr.scale_by_resolution_
+    assert np.all(SubnetPredictor(lut, space, corr).predict([space.subnet("T1"), space.subnet("L3")]) > 0)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_training_latencies_are_checked_in_one_place(bad):
+    from predictor.features import check_latencies_ms
+
+    assert check_latencies_ms([1.0, 2.5]).tolist() == [1.0, 2.5]
+    with pytest.raises(ValueError, match="k2: latency_ms"):
+        check_latencies_ms([1.0, bad], names=["k1", "k2"])

@@ -16,7 +16,8 @@ FAST = ["--warmup", "1", "--runs", "5"]
 
 def _rows(store: Path) -> list[tuple]:
     with sqlite3.connect(store) as c:
-        return c.execute("SELECT d.serial, m.key, m.runner, m.backend, m.threads, m.n_samples, m.latency_ms, "
+        return c.execute("SELECT (SELECT a.serial FROM addresses a WHERE a.device_id = d.id ORDER BY a.last_seen "
+                         "DESC LIMIT 1), m.key, m.runner, m.backend, m.threads, m.n_samples, m.latency_ms, "
                          "m.settings_json, d.fingerprint_json FROM measurements m JOIN devices d "
                          "ON d.id = m.device_id ORDER BY m.id").fetchall()
 
@@ -104,3 +105,23 @@ def test_unknown_and_ambiguous_serials(make_loopback_device, tmp_path: Path, cap
     assert "pass --serial" in capsys.readouterr().err
     assert run_main(["--serial", "no-such-phone", "--budget", "1", "--store", store]) == 2
     assert "not attached" in capsys.readouterr().err
+
+
+def test_a_reused_serial_answering_as_another_device_is_kept_apart(make_loopback_device, tmp_path: Path, capsys):
+    store = tmp_path / "m.sqlite"
+    first = make_loopback_device()
+    serial, port = first.serial, first.loopback.port
+    assert run_main(["--serial", serial, "--budget", "2", "--store", str(store), "--pick", "random", *FAST]) == 0
+    first.close()
+    # another phone (another OS build) behind the same address, e.g. a reused port
+    second = make_loopback_device(port=port, props={"ro.build.version.release": "15"})
+    assert second.serial == serial
+    capsys.readouterr()
+    assert run_main(["--serial", serial, "--budget", "2", "--store", str(store), "--pick", "random", *FAST]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "now answers as" in line]
+    assert len(notes) == 1 and "kept apart" in notes[0]
+    assert "2 measured, 0 already in store" in captured.out  # the first device's rows are not this one's
+    with sqlite3.connect(store) as c:
+        per_device = c.execute("SELECT device_id, COUNT(*) FROM measurements GROUP BY device_id").fetchall()
+    assert [n for _, n in per_device] == [2, 2]

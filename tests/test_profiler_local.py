@@ -1,6 +1,7 @@
 """`--serial local`: the profiler measuring this host for real (no adb), store, resume, runners."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nas._registry import create_space
+from nas.registry import create_space
+from profiler.errors import FingerprintError
 from profiler.fingerprint import read_env, read_fingerprint
 from profiler.run import main as run_main
 from profiler.targets import LocalTarget
@@ -33,6 +35,37 @@ def test_local_fingerprint_is_truthful():
     assert bin(mask).count("1") == 1 and mask < (1 << fp.ncores)
     env = read_env(LocalTarget())
     assert env.raw  # snapshot has content (frequencies at least)
+    assert fp.hw_id and fp.hash != fp.legacy_hash  # this unit, not just this model
+
+
+class _ScriptEnvTarget(LocalTarget):
+    """This host, with the device scripts pointed at another /sys and /proc (as test_device_scripts does)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def shell(self, cmd: str, timeout_s: float = 600.0):
+        return super().shell(f"{self.prefix} {cmd}", timeout_s)
+
+
+def test_unreadable_fingerprint_is_an_error_naming_what_failed(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FingerprintError, match="ncores"):
+        read_fingerprint(_ScriptEnvTarget(f"SYSFS_ROOT={empty} PROC_ROOT={empty}"))
+    with pytest.raises(FingerprintError, match=r"device_info.sh failed .*exit 3"):
+        read_fingerprint(_ScriptEnvTarget("trap 'exit 3' EXIT;"))
+
+
+def test_unreadable_fingerprint_stops_profiler_run_in_one_line(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "SYSFS_ROOT": str(empty), "PROC_ROOT": str(empty)}
+    r = subprocess.run([sys.executable, "-m", "profiler.run", "--serial", "local", "--budget", "1", "--store",
+                        str(tmp_path / "m.sqlite")], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and "fingerprint" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -65,11 +98,18 @@ def test_subnet_option_measures_exactly_its_blocks(tmp_path: Path, capsys):
 
 
 @pytest.mark.parametrize("argv, msg", [(["--subnet", "T1", "--budget", "3"], "drop --budget"),
-                                       (["--subnet", "L2"], "unknown subnet 'L2'")])
-def test_subnet_option_bad_input_is_one_line_error(tmp_path: Path, capsys, argv, msg):
-    assert run_main(["--serial", "local", "--store", str(tmp_path / "m.sqlite"), *argv]) == 2
+                                       (["--subnet", "L9"], "unknown subnet 'L9'"),
+                                       (["--budget", "-5"], "must be >= 1"),
+                                       (["--budget", "3", "--cpu-mask", "1; rm -rf /"], "not a non-zero hex CPU mask"),
+                                       (["--budget", "3", "--cpu-mask", "100"], "selects none of the"),
+                                       (["--budget", "3", "--max-spread", "nan"], "--max-spread")])
+def test_bad_input_is_one_line_error(tmp_path: Path, capsys, argv, msg):
+    with pytest.raises(SystemExit) if "-5" in argv else contextlib.nullcontext() as exited:
+        rc = run_main(["--serial", "local", "--store", str(tmp_path / "m.sqlite"), *argv])
+    assert (exited.value.code if exited else rc) == 2  # argparse's own exit code for a bad value is 2 too
     err = capsys.readouterr().err
-    assert msg in err and len(err.strip().splitlines()) == 1
+    assert msg in err and "Traceback" not in err
+    assert exited or len(err.strip().splitlines()) == 1  # argparse's own errors come with its usage lines
 
 
 @pytest.mark.slow
@@ -108,13 +148,13 @@ def test_missing_benchmark_binary_is_one_line_error(tmp_path: Path):
     cmd = [sys.executable, "-m", "profiler.run", "--serial", "local", "--budget", "1", "--store",
            str(tmp_path / "m.sqlite"), "--runner", "tflite-benchmark", "--benchmark-binary", str(tmp_path / "nope")]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
-    assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2  # the README's exit code for bad input
+    assert "no such file" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "benchmark_model"
     bad.write_bytes(b"\x7fELF" + bytes(range(256)) * 4)  # not a program this device can run
     cmd[-1] = str(bad)
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert "does not run" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nas._registry import create_space
-from nas.costs import subnet_features
-from nas.search import Constraints, Infeasible, SearchSettings, crossover, mutate, search
-from nas.search_cli import main as search_main
-from predictor.lut import Lut, NetworkCorrection, SubnetPredictor, open_lut
+from nas.costs import subnet_costs
+from nas.evolution import Constraints, Infeasible, SearchSettings, crossover, mutate, search
+from nas.registry import create_space
+from nas.search import SearchJob, run
+from nas.search import main as search_main
+from predictor.correction import NetworkCorrection
+from predictor.lut import Lut
+from predictor.lut_io import export_nnmeter, open_lut, save_lut
+from predictor.subnet_predictor import SubnetPredictor
 
 SMALL = SearchSettings(population=40, generations=8, parents=10)
 
@@ -42,7 +46,7 @@ def test_search_meets_the_limit_and_beats_the_released_subnet(space, pixel4):
     res = search(space, pixel4.predict, Constraints(limit), "macs", SMALL, random.Random(0))
     assert res.best and all(c.latency_ms <= limit for c in res.best)
     np.testing.assert_allclose([c.latency_ms for c in res.best], pixel4.predict([c.subnet for c in res.best]))
-    s1_macs = subnet_features(space.blocks_of(s1))["macs"]
+    s1_macs = subnet_costs(space, s1)["macs"]
     assert res.best[0].score > s1_macs  # the most MACs the budget allows, more than S1 (searched for accuracy)
     assert res.best_per_generation == sorted(res.best_per_generation)  # elitist: never gets worse
     again = search(space, pixel4.predict, Constraints(limit), "macs", SMALL, random.Random(0))
@@ -77,6 +81,13 @@ def test_cli_prints_best_and_released_and_writes_json_and_plot(tmp_path: Path, c
 @pytest.mark.parametrize("argv, msg", [
     (["--lut", "pixel4", "--latency-ms", "0.5"], "infeasible constraint"),
     (["--lut", "nokia3310", "--latency-ms", "10"], "no published LUT named 'nokia3310'"),
+    (["--lut", "pixel4", "--latency-ms", "nan"], "--latency-ms must be a finite number > 0, not nan"),
+    (["--lut", "pixel4", "--latency-ms", "inf"], "--latency-ms must be a finite number > 0, not inf"),
+    (["--lut", "pixel4", "--latency-ms", "-3"], "--latency-ms must be a finite number > 0, not -3.0"),
+    (["--lut", "pixel4", "--latency-ms", "0"], "--latency-ms must be a finite number > 0"),
+    (["--lut", "pixel4", "--latency-ms", "20", "--max-params-m", "nan"], "--max-params-m must be a finite"),
+    (["--lut", "pixel4", "--latency-ms", "20", "--population", "1"], "--population must be >= 2"),
+    (["--lut", "pixel4", "--latency-ms", "20", "--space", "nope"], "unknown search space 'nope'"),
 ])
 def test_cli_bad_input_is_one_line_error(capsys, argv, msg):
     assert search_main(argv) == 2
@@ -84,11 +95,29 @@ def test_cli_bad_input_is_one_line_error(capsys, argv, msg):
     assert msg in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_lut_missing_blocks_is_one_line_error(tmp_path: Path, capsys):
+def test_cli_lut_missing_blocks_is_one_line_error_naming_the_key(tmp_path: Path, capsys, space):
     lut = tmp_path / "partial.json"
     lut.write_text(json.dumps({"firstconv_128_3_16_2_3": 0.2}))
     assert search_main(["--lut", str(lut), "--latency-ms", "10"]) == 2
-    assert "not among the LUT's keys" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not among the LUT's keys" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    missing = space.blocks_of(space.min_subnet())[1].key  # the smallest subnet's first block after firstconv
+    assert repr(missing) in err
+
+
+def test_search_job_refuses_impossible_values_and_run_returns_the_json_document(tmp_path: Path, capsys):
+    for bad in (float("nan"), float("inf"), -1.0, 0.0):
+        with pytest.raises(ValueError, match="--latency-ms must be a finite number > 0"):
+            SearchJob(lut="pixel4", latency_ms=bad)
+    with pytest.raises(ValueError, match="unknown objective"):
+        SearchJob(lut="pixel4", latency_ms=20, objective="accuracy")
+    job = SearchJob(lut="pixel4", latency_ms=22, population=20, generations=2, top=3, json_out=tmp_path / "r.json")
+    doc = run(job)
+    assert capsys.readouterr().out == ""  # the function prints nothing; main does
+    assert doc == json.loads((tmp_path / "r.json").read_text())
+    assert doc["limits"] == {"latency_ms": 22, "max_params": None} and len(doc["best"]) == 3
+    assert all(b["latency_ms"] <= 22 and b["score"] == b["macs"] for b in doc["best"])
+    assert "S1" in doc["released"] and "L3" not in doc["released"]
 
 
 def test_correction_saved_with_the_lut_is_applied(tmp_path: Path, space):
@@ -97,7 +126,7 @@ def test_correction_saved_with_the_lut_is_applied(tmp_path: Path, space):
     nets = [[(b, lut.flat()[b.key]) for b in space.blocks_of(s)] for s in (sub, space.subnet("M"))]
     corr = NetworkCorrection(ridge=1e-9).fit(nets, [9.0, 40.0])
     lut.meta[NetworkCorrection.META_KEY] = corr.get_state()
-    lut.save(tmp_path / "lut.sources.json")
+    save_lut(lut, tmp_path / "lut.sources.json")
     loaded = open_lut(tmp_path / "lut.sources.json")
     assert isinstance(loaded, Lut) and loaded.count("measured") == 12116
     again = NetworkCorrection.of_lut(loaded)
@@ -106,19 +135,20 @@ def test_correction_saved_with_the_lut_is_applied(tmp_path: Path, space):
     assert NetworkCorrection.of_lut(open_lut("pixel4")) is None
 
 
-def test_cli_points_from_a_flat_lut_to_its_corrected_sibling(tmp_path: Path, capsys):
+def test_cli_points_from_a_flat_lut_to_its_corrected_sibling(tmp_path: Path, capsys, space):
     lut = open_lut("pixel4")
-    lut.export_nnmeter(tmp_path / "lut.json")
-    lut.save(tmp_path / "lut.sources.json")  # no correction in it: nothing to point to
+    export_nnmeter(lut, tmp_path / "lut.json")
+    save_lut(lut, tmp_path / "lut.sources.json")  # no correction in it: nothing to point to
     assert search_main(["--lut", str(tmp_path / "lut.json"), "--latency-ms", "30", "--generations", "1",
                         "--population", "4"]) == 0
     assert "beside it" not in capsys.readouterr().err
-    lut.meta[NetworkCorrection.META_KEY] = {"scale": {}, "per_block_ms": 0.0, "offset_ms": 0.0}
-    lut.save(tmp_path / "lut.sources.json")
+    nets = [[(b, lut.flat()[b.key]) for b in space.blocks_of(space.subnet(n))] for n in ("T1", "M")]
+    lut.meta[NetworkCorrection.META_KEY] = NetworkCorrection().fit(nets, [9.0, 40.0]).get_state()
+    save_lut(lut, tmp_path / "lut.sources.json")
     assert search_main(["--lut", str(tmp_path / "lut.json"), "--latency-ms", "30", "--generations", "1",
                         "--population", "4"]) == 0
     assert "lut.sources.json beside it carries" in capsys.readouterr().err
     other = Lut("x", "cpu", "otherspace", entries=dict(lut.entries))
-    other.save(tmp_path / "other.json")
+    save_lut(other, tmp_path / "other.json")
     assert search_main(["--lut", str(tmp_path / "other.json"), "--latency-ms", "30"]) == 2
     assert "LUT of space 'otherspace'" in capsys.readouterr().err

@@ -129,7 +129,8 @@ def test_import_published_lut_and_export_csv(tmp_path: Path, capsys):
     assert export_main(["--store", str(store), "--csv", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2
-    assert {"device", "runner", "backend", "threads", "key", "latency_ms"} <= set(rows[0])
+    assert {"fingerprint", "serials", "runner", "backend", "threads", "key", "latency_ms"} <= set(rows[0])
+    assert rows[0]["serials"] == "phone"
     assert {r["key"]: float(r["latency_ms"]) for r in rows} == {"firstconv_128_3_16_2_3": 0.19,
                                                                  "transffn_7_96_2_hard_swish_ln": 0.05}
 

@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from nas._registry import create_space
-from nas.costs import subnet_features
+from nas.costs import subnet_costs
+from nas.registry import create_space
 from nas.searchspace import InvalidSubnet, SearchSpace
 from nas.subnet import Subnet
 from nas.supernet import Supernet, build_subnet, count_params
@@ -49,7 +49,7 @@ def test_active_subnet_matches_supernet(supernet: Supernet, space: SearchSpace, 
     with torch.no_grad():
         torch.testing.assert_close(net(x), supernet(x), atol=1e-5, rtol=1e-5)
     # The extracted net holds exactly the parameters the cost model counts.
-    assert count_params(net) == subnet_features(space.blocks_of(sub))["params"]
+    assert count_params(net) == subnet_costs(space, sub)["params"]
     assert set(net.state_dict()) <= set(supernet.state_dict())
 
 
@@ -89,7 +89,7 @@ def test_build_subnet_is_seeded_and_standalone(space: SearchSpace) -> None:
     assert not a.training
     for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(ta, tb), name
-    assert count_params(a) == subnet_features(space.blocks_of(sub))["params"]
+    assert count_params(a) == subnet_costs(space, sub)["params"]
     with torch.no_grad():
         assert a(image(128)).shape == (1, 1000)
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from nas._registry import create_space
 from nas.data import ImageFolder, SyntheticImages
+from nas.registry import create_space
 from nas.sampling import create_sampler, subnet_macs
-from nas.train import TrainSettings, top1, train
-from nas.train_cli import main as train_main
+from nas.train import main as train_main
+from nas.trainer import TrainSettings, top1, train
 
 
 @pytest.fixture(scope="module")

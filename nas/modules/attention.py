@@ -15,7 +15,13 @@ from torch import nn
 
 from nas.blocks import AttentionCfg
 from nas.modules.layers import (
-    ElasticDWConv2d, ElasticLayerNorm, ElasticLinear, hswish, take, to_grid, to_tokens,
+    ElasticDWConv2d,
+    ElasticLayerNorm,
+    ElasticLinear,
+    hswish,
+    take,
+    to_grid,
+    to_tokens,
 )
 
 

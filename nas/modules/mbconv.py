@@ -13,7 +13,13 @@ from torch import nn
 
 from nas.blocks import MBConvCfg, TransDSCfg
 from nas.modules.layers import (
-    ElasticBatchNorm, ElasticConv2d, ElasticDWConv2d, SqueezeExcite, hswish, to_grid, to_tokens,
+    ElasticBatchNorm,
+    ElasticConv2d,
+    ElasticDWConv2d,
+    SqueezeExcite,
+    hswish,
+    to_grid,
+    to_tokens,
 )
 
 

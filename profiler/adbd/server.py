@@ -184,7 +184,8 @@ class LoopbackDevice:
         self._listener = listener
         self._stop_accepting = threading.Event()
         self._accept_thread = threading.Thread(
-            target=self._accept_loop, args=(listener, self._stop_accepting), name=f"adbd-accept-{self._port}", daemon=True
+            target=self._accept_loop, args=(listener, self._stop_accepting), name=f"adbd-accept-{self._port}",
+            daemon=True,
         )
         self._accept_thread.start()
 

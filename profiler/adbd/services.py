@@ -92,7 +92,8 @@ def run_command(stream: Stream, command: str, sandbox: Sandbox, rewrite_output: 
     groups.add(proc.pid)  # start_new_session: pgid == pid
     # The host closing the stream (client gone, timeout) ends the command.
     stream.add_close_callback(lambda: _kill_group(proc))
-    stdin_pump = threading.Thread(target=_pump_stdin, args=(stream, proc), name=f"adbd-stdin-{stream.local_id}", daemon=True)
+    stdin_pump = threading.Thread(target=_pump_stdin, args=(stream, proc), name=f"adbd-stdin-{stream.local_id}",
+                                  daemon=True)
     stdin_pump.start()
     rewriter = sandbox.output_rewriter() if rewrite_output else None
     assert proc.stdout is not None

@@ -11,9 +11,9 @@ Handles the variants seen across TF 1.x .. LiteRT builds:
   Inference (avg): ..`` and the older ``Average inference timings in us: Warmup: ..,
   Init: .., Inference: ..`` (or ``no stats: ..``);
 * memory ``Memory footprint delta from the start of the tool (MB): init= overall=`` and
-  the older ``Peak memory footprint (MB): init= overall=``;
-* op-profiling tables, read by their header's column names (with or without
-  ``[start]`` / ``[times called]``, tab- or space-separated).
+  the older ``Peak memory footprint (MB): init= overall=``.
+
+Op-profiling tables (``--enable_op_profiling``) are not read: no runner asks for them.
 
 Raw per-run samples are not printed by ``benchmark_model``; runners that have them
 (e.g. a Python interpreter loop) may add one line ``raw_samples_us: v1, v2, ...`` and
@@ -23,18 +23,14 @@ A failed parse raises ``ParseError``; it never returns a latency of 0.
 """
 from __future__ import annotations
 
-import logging
 import math
 import re
 from dataclasses import dataclass, field
 
 from profiler.errors import ParseError
 
-logger = logging.getLogger(__name__)
-
 __all__ = [
     "LoopStats",
-    "OpProfileRow",
     "BenchmarkResult",
     "parse_benchmark_output",
     "parse_loop_stats",
@@ -99,27 +95,6 @@ _ERROR_LINE = re.compile(
 # Warnings that appear in successful runs and must not be quoted as the failure.
 _BENIGN_ERRORS = ("Failed to get the input model file size",)
 
-# Op-profiling tables.
-_TABLE_TITLE = re.compile(r"^=+\s*(.*?)\s*=+$")
-_PROFILE_HEADING = re.compile(r"Profiling Info for (.*?):?\s*$")
-_COLUMN = re.compile(r"\[([^\]]+)\]")
-_COLUMN_FIELDS = {
-    "node type": "node_type",
-    "start": "start_ms",
-    "first": "first_ms",
-    "avg ms": "avg_ms",
-    "%": "percent",
-    "avg %": "percent",
-    "cdf%": "cdf_percent",
-    "cdf %": "cdf_percent",
-    "mem kb": "mem_kb",
-    "times called": "times_called",
-    "name": "name",
-    "count": "node_count",
-}
-_INT_FIELDS = ("times_called", "node_count")
-_TEXT_FIELDS = ("node_type", "name")
-
 
 @dataclass(frozen=True)
 class LoopStats:
@@ -142,26 +117,6 @@ class LoopStats:
 
 
 @dataclass(frozen=True)
-class OpProfileRow:
-    """One row of an op-profiling table (times in ms, shares in %).
-
-    In ``Summary by node type`` rows ``first_ms`` and ``start_ms`` are None, ``name``
-    repeats ``node_type`` and ``node_count`` is the number of nodes of that type.
-    """
-
-    node_type: str
-    start_ms: float | None
-    first_ms: float | None
-    avg_ms: float
-    percent: float | None
-    cdf_percent: float | None
-    mem_kb: float | None
-    times_called: int | None
-    name: str
-    node_count: int | None = None
-
-
-@dataclass(frozen=True)
 class BenchmarkResult:
     """Everything one ``benchmark_model`` run reported. Times in us, memory in MB."""
 
@@ -173,13 +128,7 @@ class BenchmarkResult:
     inference: LoopStats | None
     memory_init_mb: float | None
     memory_overall_mb: float | None
-    op_profile: list[OpProfileRow] | None
-    op_summary: list[OpProfileRow] | None
-    # Sum of the profiled op times per run (the profiler's "Timings (microseconds)"
-    # line), not wall time: kept apart from inference_avg_us on purpose.
-    op_profile_total_us: float | None
     raw_samples_us: list[float] | None
-    op_profile_timings: LoopStats | None = None
     peak_memory_mb: float | None = None
     model_size_mb: float | None = None
     # Parameters echoed after STARTING!, e.g. {"Num threads": "1", "Graph": "/x.tflite"}.
@@ -379,164 +328,6 @@ def _raw_samples(lines: _Lines) -> list[float] | None:
     return None
 
 
-# ---------------------------------------------------------------- op profiling tables
-
-
-def _split_row(line: str, ncols: int, numeric_slots: list[bool]) -> list[str]:
-    """Split a table row into ``ncols`` cells.
-
-    Tab-separated builds: split on tabs (node types such as "Convolution (NHWC, F32)
-    IGEMM" contain spaces). Space-separated builds: find the run of numeric cells
-    between the leading text cell(s) and the trailing name.
-    """
-    if "\t" in line:
-        cells = [c.strip() for c in line.split("\t")]
-        while cells and cells[0] == "":
-            cells.pop(0)
-        if len(cells) > ncols:  # a name that itself contains tabs
-            cells = cells[: ncols - 1] + ["\t".join(cells[ncols - 1:])]
-        return cells
-    tokens = line.split()
-    lead = numeric_slots.index(True) if True in numeric_slots else len(numeric_slots)
-    n_numeric = sum(numeric_slots)
-    tail = ncols - lead - n_numeric
-    for start in range(lead, len(tokens) - n_numeric + 1):
-        window = tokens[start:start + n_numeric]
-        if all(_is_cell_number(t) for t in window):
-            head = tokens[:start]
-            rest = tokens[start + n_numeric:]
-            if lead == 1 and head and (tail == 0 and not rest or tail == 1 and rest):
-                return [" ".join(head)] + window + ([" ".join(rest)] if tail else [])
-    return tokens
-
-
-def _is_cell_number(token: str) -> bool:
-    return re.fullmatch(rf"(?:{_NUM})%?", token) is not None
-
-
-def _cell_value(field_name: str, cell: str, line: str) -> object:
-    if field_name in _TEXT_FIELDS:
-        return cell
-    try:
-        value = float(cell.rstrip("%"))
-    except ValueError as e:
-        raise ParseError(f"op profile cell {field_name}={cell!r} is not a number: {line.strip()!r}") from e
-    if field_name in _INT_FIELDS:
-        return int(value)
-    return value
-
-
-def _parse_row(line: str, columns: list[str | None]) -> OpProfileRow:
-    numeric = [c is not None and c not in _TEXT_FIELDS for c in columns]
-    cells = _split_row(line, len(columns), numeric)
-    if len(cells) != len(columns):
-        raise ParseError(
-            f"op profile row has {len(cells)} cells but the header has {len(columns)}: {line.strip()!r}"
-        )
-    values: dict[str, object] = {}
-    for column, cell in zip(columns, cells):
-        if column is not None:
-            values[column] = _cell_value(column, cell, line)
-    node_type = str(values.get("node_type", ""))
-    return OpProfileRow(
-        node_type=node_type,
-        start_ms=values.get("start_ms"),  # type: ignore[arg-type]
-        first_ms=values.get("first_ms"),  # type: ignore[arg-type]
-        avg_ms=values["avg_ms"],  # type: ignore[arg-type]
-        percent=values.get("percent"),  # type: ignore[arg-type]
-        cdf_percent=values.get("cdf_percent"),  # type: ignore[arg-type]
-        mem_kb=values.get("mem_kb"),  # type: ignore[arg-type]
-        times_called=values.get("times_called"),  # type: ignore[arg-type]
-        name=str(values.get("name", node_type)),
-        node_count=values.get("node_count"),  # type: ignore[arg-type]
-    )
-
-
-def _header_columns(line: str) -> list[str | None]:
-    names = [" ".join(n.lower().split()) for n in _COLUMN.findall(line)]
-    columns: list[str | None] = []
-    for name in names:
-        field_name = _COLUMN_FIELDS.get(name)
-        if field_name is None:
-            logger.debug("ignoring unknown op profile column [%s]", name)
-        columns.append(field_name)
-    for required in ("node_type", "avg_ms"):
-        if required not in columns:
-            raise ParseError(f"op profile header has no {required} column: {line.strip()!r}")
-    return columns
-
-
-@dataclass
-class _Profile:
-    run_order: list[OpProfileRow] | None = None
-    by_type: list[OpProfileRow] | None = None
-    timings: LoopStats | None = None
-
-
-def _op_profile(lines: _Lines) -> _Profile:
-    """Tables of the regular-runs section, primary graph only.
-
-    The initialization section (AllocateTensors, ModifyGraphWithDelegate), other
-    subgraphs and "Delegate internal" tables are skipped: they are not per-run op times
-    of the model's main graph.
-    """
-    profile = _Profile()
-    section = "runs"  # outputs without section headings are regular runs
-    primary = True
-    table: str | None = None
-    columns: list[str | None] | None = None
-    rows: list[OpProfileRow] = []
-
-    def close() -> None:
-        nonlocal table, columns, rows
-        if table is not None and columns is not None and section == "runs" and primary:
-            if table == "run order" and profile.run_order is None:
-                profile.run_order = rows
-            elif table == "summary by node type" and profile.by_type is None:
-                profile.by_type = rows
-        table, columns, rows = None, None, []
-
-    for line in lines.text:
-        stripped = line.strip()
-        heading = _PROFILE_HEADING.search(stripped)
-        if heading and not stripped.startswith("="):
-            close()
-            section = "init" if "Initialization" in heading.group(1) else "runs"
-            primary = True
-            continue
-        if stripped.startswith("Delegate internal:") or re.match(r"Subgraph \(index: \d+.*:$", stripped):
-            close()
-            primary = False
-            continue
-        if stripped.startswith("Primary graph"):
-            close()
-            primary = True
-            continue
-        title = _TABLE_TITLE.match(stripped)
-        if title and title.group(1):
-            close()
-            table = title.group(1).lower()
-            continue
-        if stripped.startswith("Timings (microseconds):"):
-            close()
-            if section == "runs" and primary and profile.timings is None:
-                profile.timings = parse_loop_stats(stripped.split(":", 1)[1])
-            continue
-        if table is None:
-            continue
-        if not stripped or stripped.startswith("Number of nodes"):
-            close()
-            continue
-        if columns is None:
-            if "[node type]" in stripped.lower():
-                columns = _header_columns(stripped)
-                continue
-            raise ParseError(f"op profile table {table!r} has no header row: {stripped!r}")
-        rows.append(_parse_row(line, columns))
-    close()
-    return profile
-
-
 # ---------------------------------------------------------------- entry point
 
 
@@ -588,11 +379,6 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
         match = _MODEL_SIZE.search(line)
         if match:
             model_size = _number(match.group(1))
-    profile = _op_profile(lines)
-    timings = profile.timings
-    op_total = None
-    if timings is not None:
-        op_total = timings.avg_us
 
     return BenchmarkResult(
         init_us=summary["init"],  # type: ignore[arg-type]
@@ -603,11 +389,7 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
         inference=inference,
         memory_init_mb=mem_init,
         memory_overall_mb=mem_overall,
-        op_profile=profile.run_order,
-        op_summary=profile.by_type,
-        op_profile_total_us=op_total,
         raw_samples_us=_raw_samples(lines),
-        op_profile_timings=timings,
         peak_memory_mb=peak,
         model_size_mb=model_size,
         params=_params(lines),

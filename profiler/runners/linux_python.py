@@ -1,7 +1,6 @@
 """`linux-python`: device_scripts/linux_runner.py on a Linux device (or this host) with Python."""
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from profiler.errors import RunnerError
@@ -10,9 +9,21 @@ from profiler.runners._registry import register_runner
 from profiler.runners.base import Samples
 from profiler.runners.push import push_if_changed
 from profiler.settings import RunSettings
-from profiler.targets import Target, remote_path
+from profiler.targets import Target, remote_path, sh_quote
 
 SCRIPT = Path(__file__).resolve().parents[2] / "device_scripts" / "linux_runner.py"
+
+
+def runner_command(python: str, script_remote: str, model_remote: str, settings: RunSettings,
+                   mask: str | None) -> str:
+    """The device shell command that runs one model; every value is quoted."""
+    argv = [python, script_remote, "--model", model_remote, "--threads", settings.threads,
+            "--warmup", settings.warmup_runs, "--runs", settings.num_runs]
+    if settings.backend == "cpu-noxnnpack":
+        argv.append("--no-xnnpack")
+    if mask:
+        argv = ["taskset", mask, *argv]
+    return " ".join(sh_quote(a) for a in argv)
 
 
 class LinuxPythonRunner:
@@ -26,20 +37,17 @@ class LinuxPythonRunner:
             raise RunnerError(f"runner linux-python runs backends cpu, cpu-noxnnpack, onnx, not {settings.backend!r}")
         push_if_changed(target, SCRIPT, remote_path(target, SCRIPT.name), mode=0o755)
         module = "onnxruntime" if settings.backend == "onnx" else "ai_edge_litert"
-        r = target.shell(f"{self.python} -c 'import {module}' 2>&1")
+        r = target.shell(f"{sh_quote(self.python)} -c {sh_quote(f'import {module}')} 2>&1")
         if r.exit_code != 0:
             raise RunnerError(f"{self.python} on {target.serial} cannot import {module} ({r.output.strip()[-120:]}); "
                               "on an Android phone use the tflite-benchmark runner: --benchmark-binary PATH")
         return {"python": self.python}
 
+    def command(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> str:
+        return runner_command(self.python, remote_path(target, SCRIPT.name), model_remote, settings, mask)
+
     def measure(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> Samples:
-        cmd = (f"{self.python} {shlex.quote(remote_path(target, SCRIPT.name))} --model {shlex.quote(model_remote)} "
-               f"--threads {settings.threads} --warmup {settings.warmup_runs} --runs {settings.num_runs}")
-        if settings.backend == "cpu-noxnnpack":
-            cmd += " --no-xnnpack"
-        if mask:
-            cmd = f"taskset {mask} {cmd}"
-        r = target.shell(cmd)
+        r = target.shell(self.command(target, model_remote, settings, mask))
         data = parse_linux_runner_output(r.output)
         info = {k: v for k, v in data.items() if k != "samples_us"}
         return Samples(tuple(float(s) for s in data["samples_us"]), info)

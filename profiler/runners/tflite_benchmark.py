@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import posixpath
-import shlex
 from pathlib import Path
 
 from profiler.errors import BenchmarkBinaryError, RunnerError
@@ -18,7 +17,25 @@ from profiler.runners._registry import register_runner
 from profiler.runners.base import Samples
 from profiler.runners.push import push_if_changed
 from profiler.settings import RunSettings
-from profiler.targets import Target, remote_path
+from profiler.targets import Target, remote_path, sh_quote
+
+
+def benchmark_command(binary_remote: str, model_remote: str, settings: RunSettings, mask: str | None) -> str:
+    """The device shell command for one ``benchmark_model`` invocation; every value is quoted."""
+    argv = [
+        binary_remote, f"--graph={model_remote}", f"--num_threads={settings.threads}",
+        f"--warmup_runs={settings.warmup_runs}", f"--num_runs={settings.num_runs}",
+        # exact run counts: without these the tool runs for at least 1 s / 0.5 s instead
+        "--min_secs=0", "--warmup_min_secs=0",
+        f"--use_xnnpack={'false' if settings.backend == 'cpu-noxnnpack' else 'true'}",
+    ]
+    if settings.backend == "gpu":
+        argv.append("--use_gpu=true")
+    if settings.backend == "nnapi":
+        argv.append("--use_nnapi=true")
+    if mask:
+        argv = ["taskset", mask, *argv]
+    return " ".join(sh_quote(a) for a in argv)
 
 
 class TFLiteBenchmarkRunner:
@@ -33,17 +50,18 @@ class TFLiteBenchmarkRunner:
         if settings.backend not in ("cpu", "cpu-noxnnpack", "gpu", "nnapi"):
             raise RunnerError(f"runner tflite-benchmark runs cpu, cpu-noxnnpack, gpu, nnapi, not {settings.backend!r}")
         if self.binary is None:
-            raise BenchmarkBinaryError("the tflite-benchmark runner needs --benchmark-binary PATH (benchmark_model for the device's ABI)")
+            raise BenchmarkBinaryError("the tflite-benchmark runner needs --benchmark-binary PATH "
+                                       "(benchmark_model for the device's ABI)")
         if not self.binary.is_file():
             raise BenchmarkBinaryError(f"benchmark binary {self.binary} does not exist")
         self._remote = remote_path(target, "benchmark_model")
         push_if_changed(target, self.binary, self._remote, mode=0o755)
-        r = target.shell(f"[ -x {self._remote} ] && echo executable")
+        r = target.shell(f"[ -x {sh_quote(self._remote)} ] && echo executable")
         if "executable" not in r.output:
             raise BenchmarkBinaryError(f"{self._remote} on {target.serial} is not executable")
         # Run without --graph: benchmark_model answers by asking for --graph (and lists its flags).
         # Anything else (exec format error, a shell choking on a binary, a different tool) is not it.
-        r = target.shell(f"{self._remote} 2>&1 | head -n 20")
+        r = target.shell(f"{sh_quote(self._remote)} 2>&1 | head -n 20")
         if "graph" not in r.output:
             first = r.output.strip().splitlines()[0][:160] if r.output.strip() else "no output"
             raise BenchmarkBinaryError(f"benchmark binary does not run on {target.serial} as benchmark_model ({first})")
@@ -52,19 +70,7 @@ class TFLiteBenchmarkRunner:
 
     def command(self, model_remote: str, settings: RunSettings, mask: str | None) -> str:
         assert self._remote, "prepare() first"
-        flags = [
-            f"--graph={model_remote}", f"--num_threads={settings.threads}",
-            f"--warmup_runs={settings.warmup_runs}", f"--num_runs={settings.num_runs}",
-            # exact run counts: without these the tool runs for at least 1 s / 0.5 s instead
-            "--min_secs=0", "--warmup_min_secs=0",
-            f"--use_xnnpack={'false' if settings.backend == 'cpu-noxnnpack' else 'true'}",
-        ]
-        if settings.backend == "gpu":
-            flags.append("--use_gpu=true")
-        if settings.backend == "nnapi":
-            flags.append("--use_nnapi=true")
-        cmd = " ".join([shlex.quote(self._remote), *flags])
-        return f"taskset {mask} {cmd}" if mask else cmd
+        return benchmark_command(self._remote, model_remote, settings, mask)
 
     def measure(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> Samples:
         cmd = self.command(model_remote, settings, mask)

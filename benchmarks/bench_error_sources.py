@@ -65,7 +65,8 @@ def main() -> int:
         print("error: profiling the subnets' blocks failed", file=sys.stderr)
         return 1
     with Store(store) as st:
-        measured = st.latencies(args.serial, "linux-python", "cpu", 1)
+        # the device is its fingerprint: the serial must name exactly one device of the store
+        measured = st.latencies(st.find_device(args.serial), "linux-python", "cpu", 1)
     with sqlite3.connect(store) as c:
         nets_ms = dict(c.execute("SELECT key, latency_ms FROM measurements WHERE kind='network'").fetchall())
     subs = [s for s in subs if subnet_key(s) in nets_ms]

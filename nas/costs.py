@@ -228,11 +228,11 @@ def subnet_features(blocks: Iterable[BlockCfg]) -> dict[str, float]:
 
 
 @lru_cache(maxsize=65536)
-def _subnet_costs(space: "SearchSpace", sub: "Subnet") -> tuple[tuple[str, float], ...]:
+def _subnet_costs(space: SearchSpace, sub: Subnet) -> tuple[tuple[str, float], ...]:
     return tuple(subnet_features(space.blocks_of(sub)).items())
 
 
-def subnet_costs(space: "SearchSpace", sub: "Subnet") -> dict[str, float]:
+def subnet_costs(space: SearchSpace, sub: Subnet) -> dict[str, float]:
     """Analytical features of a subnet of `space` (FEATURE_NAMES, in that order), computed once per
     distinct (space, subnet) and cached: what every caller of `subnet_features(space.blocks_of(sub))`
     wants. Raises InvalidSubnet for a subnet the space does not contain."""

@@ -289,11 +289,6 @@ class Store:
         self._write("UPDATE runs SET finished=? WHERE id=?", (time.time(), run_id))
 
     # ---- measurements -----------------------------------------------------------------------
-    def measured_keys(self, device_id: int, runner: str, backend: str, threads: int, kind: str = "block") -> set[str]:
-        rows = self.conn.execute("SELECT key FROM measurements WHERE device_id=? AND runner=? AND backend=? "
-                                 "AND threads=? AND kind=?", (device_id, runner, backend, threads, kind))
-        return {r[0] for r in rows}
-
     def add(self, m: MeasurementRow, run_id: int | None = None) -> bool:
         """Insert one measurement; False when it was already there (a re-run never duplicates)."""
         s = m.stats

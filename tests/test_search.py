@@ -152,3 +152,14 @@ def test_cli_points_from_a_flat_lut_to_its_corrected_sibling(tmp_path: Path, cap
     save_lut(other, tmp_path / "other.json")
     assert search_main(["--lut", str(tmp_path / "other.json"), "--latency-ms", "30"]) == 2
     assert "LUT of space 'otherspace'" in capsys.readouterr().err
+
+
+def test_truncated_gz_lut_is_a_one_line_error(tmp_path: Path, capsys):
+    from predictor.lut_io import PUBLISHED_DIR
+
+    whole = (PUBLISHED_DIR / "elasticvit" / "pixel4.json.gz").read_bytes()
+    cut = tmp_path / "phone.json.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert search_main(["--lut", str(cut), "--latency-ms", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "phone.json.gz" in err and len(err.strip().splitlines()) == 1

@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT))
 
 from nas.evolution import OBJECTIVES, Constraints, Evaluator, feasible, search  # noqa: E402
 from nas.registry import create_space  # noqa: E402
-from predictor.correction import NetworkCorrection  # noqa: E402
 from predictor.lut_io import open_lut  # noqa: E402
 from predictor.subnet_predictor import SubnetPredictor  # noqa: E402
 
@@ -37,7 +36,7 @@ def main() -> int:
     args = ap.parse_args()
     space = create_space(args.space)
     lut = open_lut(args.lut, space.name)
-    predictor = SubnetPredictor(lut, space, NetworkCorrection.of_lut(lut))
+    predictor = SubnetPredictor(lut, space)
     score = OBJECTIVES[args.objective]
     rows = []
     for limit in args.limits:

@@ -14,7 +14,7 @@ from pathlib import Path
 NAS_DIR = Path(__file__).resolve().parent
 # What an exported file's bytes depend on besides its key: the modules, how subnets are assembled,
 # and the exporter settings.
-GRAPH_SOURCES: tuple[str, ...] = ("modules/*.py", "supernet.py", "export.py")
+GRAPH_SOURCES: tuple[str, ...] = ("modules/*.py", "supernet.py", "export.py", "probes.py")
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

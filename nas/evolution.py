@@ -1,7 +1,7 @@
 """Latency-constrained evolutionary search over a space's subnets, scored by a named objective.
 
 Latency is any callable `latency(subnets) -> array` (the command line `nas.search` passes a device
-LUT's `SubnetPredictor`: block sum plus the network correction when the LUT carries one), so one
+LUT's `SubnetPredictor`: its composed block entries), so one
 generation of hundreds of candidates costs milliseconds. Objectives are chosen by name
 (`OBJECTIVES`); higher is better. Without a trained supernet the built-in objectives are complexity
 proxies: `macs` (the most compute the budget allows, the usual stand-in for accuracy at equal

@@ -26,6 +26,7 @@ from torch import nn
 from nas.blocks import BlockCfg
 from nas.codehash import graph_code_version
 from nas.modules import build_block, example_input, is_channel_last
+from nas.probes import WeightStreamProbe
 from nas.subnet import Subnet
 from nas.supernet import build_subnet
 
@@ -182,6 +183,14 @@ def export_block(cfg: BlockCfg, fmt: Format, cache_dir: str | Path | None = None
         log.debug("cache hit %s", path)
         return path
     return _export(build_block(cfg, seed), example_input(cfg), path, fmt, is_channel_last(cfg))
+
+
+def export_probe(probe: WeightStreamProbe, fmt: Format, cache_dir: str | Path | None = None) -> Path:
+    """A device probe (`nas.probes`) in `fmt`, converted once and cached."""
+    path = cache_path(probe.key, fmt, "seed0", probe.key, cache_dir)
+    if path.exists():
+        return path
+    return _export(probe.module(), probe.example(), path, fmt, channel_last=False)
 
 
 def export_subnet(subnet: Subnet, fmt: Format, cache_dir: str | Path | None = None,

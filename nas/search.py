@@ -1,8 +1,8 @@
 """`python -m nas.search --lut LUT --latency-ms X`: the best subnets under a latency limit.
 
-LUT: a shipped published LUT (`pixel4`, `xiaomi11`), a flat nn-Meter JSON, or the `.sources.json`
-that `predictor.validate --lut-out` writes (it carries the device's fitted network correction,
-which is applied unless --no-correction). Prints the best subnets with their predicted latency,
+LUT: a shipped published LUT (`pixel4`, `xiaomi11`), a flat nn-Meter JSON, or the project-format LUT
+that `predictor.validate --lut-out` writes (it carries the device's in-network composition, applied
+unless --plain-sum). Prints the best subnets with their predicted latency,
 MACs and params next to the space's released subnets that meet the limit; --json and --plot write
 the result and a latency-vs-objective scatter plot.
 
@@ -33,7 +33,6 @@ from nas.evolution import (
 )
 from nas.registry import create_space, list_spaces
 from nas.searchspace import SearchSpace
-from predictor.correction import NetworkCorrection
 from predictor.lut_io import LutFormatError, open_lut
 from predictor.subnet_predictor import MissingKeyError, SubnetPredictor
 
@@ -42,7 +41,7 @@ from predictor.subnet_predictor import MissingKeyError, SubnetPredictor
 class SearchJob:
     """One search, as the command line's flags give it; refuses impossible values (ValueError)."""
 
-    lut: str | Path  # pixel4 | xiaomi11 | a LUT .json / .json.gz / .sources.json file
+    lut: str | Path  # pixel4 | xiaomi11 | a LUT .json / .json.gz file (flat nn-Meter or this project's)
     latency_ms: float  # latency limit (predicted)
     max_params_m: float | None = None  # also limit the size (millions of parameters)
     space: str = "elasticvit"
@@ -51,7 +50,7 @@ class SearchJob:
     generations: int = SearchSettings.generations
     seed: int = 0
     top: int = 5
-    no_correction: bool = False  # plain block sum even if the LUT carries a correction
+    plain_sum: bool = False  # sum the alone entries even if the LUT carries its composition
     json_out: Path | None = None  # write the result document here
     plot: Path | None = None  # latency-vs-objective scatter plot (PNG)
 
@@ -113,13 +112,10 @@ def run(job: SearchJob, *, progress: bool = False) -> dict:
     if lut.space != space.name:
         raise ValueError(f"{job.lut} is a LUT of space {lut.space!r}, not {space.name!r} (--space)")
     notes = []
-    correction = None if job.no_correction else NetworkCorrection.of_lut(lut)
-    full = Path(job.lut).with_suffix(".sources.json")
-    if (correction is None and not job.no_correction and full.exists() and full != Path(job.lut)
-            and NetworkCorrection.of_lut(open_lut(full, space.name)) is not None):
-        notes.append(f"{full} beside it carries the device's network correction; pass it as --lut for "
-                     "corrected latency")
-    predictor = SubnetPredictor(lut, space, correction)
+    predictor = SubnetPredictor(lut, space, plain=job.plain_sum)
+    if predictor.composition is None and not job.plain_sum:
+        notes.append(f"{job.lut} has no in-network composition (entries timed alone, e.g. a published LUT): "
+                     "latency is the plain block sum, which under-predicts whole networks")
     limits = job.limits
     settings = SearchSettings(population=job.population, generations=job.generations)
     result = search(space, predictor.predict, limits, job.objective, settings, random.Random(job.seed),
@@ -128,7 +124,7 @@ def run(job: SearchJob, *, progress: bool = False) -> dict:
     released = {name: c for name, c in zip(space.released, evaluate(list(space.released.values())))
                 if feasible(c, limits)}
     doc = {"lut": str(job.lut), "device": lut.device,
-           "latency": "block sum + network correction" if correction else "block sum",
+           "latency": "composed block entries" if predictor.composition else "plain block sum",
            "limits": vars(limits), "objective": job.objective, "seed": job.seed, "evaluated": result.evaluated,
            "best": [_entry(space, c) for c in result.best],
            "released": {name: _entry(space, c) for name, c in released.items()}, "notes": notes}
@@ -178,7 +174,8 @@ def run_search(job: SearchJob, *, progress: bool = False) -> int:
 def parse_args(argv: list[str] | None = None) -> SearchJob:
     """The command line's flags as a SearchJob; raises ValueError for impossible values."""
     ap = argparse.ArgumentParser(prog="python -m nas.search", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lut", required=True, help="pixel4 | xiaomi11 | a LUT .json / .json.gz / .sources.json file")
+    ap.add_argument("--lut", required=True,
+                    help="pixel4 | xiaomi11 | a LUT .json / .json.gz file (predictor.validate --lut-out)")
     ap.add_argument("--latency-ms", type=float, required=True, help="latency limit (predicted, ms)")
     ap.add_argument("--max-params-m", type=float, help="also limit the size (millions of parameters)")
     ap.add_argument("--space", default="elasticvit", help=f"one of {list_spaces()}")
@@ -187,13 +184,14 @@ def parse_args(argv: list[str] | None = None) -> SearchJob:
     ap.add_argument("--generations", type=int, default=SearchSettings.generations)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--top", type=int, default=5)
-    ap.add_argument("--no-correction", action="store_true", help="plain block sum even if the LUT has a correction")
+    ap.add_argument("--plain-sum", action="store_true", help="sum the alone entries even if the LUT carries its "
+                    "in-network composition")
     ap.add_argument("--json", type=Path, help="write the best subnets and settings here")
     ap.add_argument("--plot", type=Path, help="latency-vs-objective scatter plot (PNG)")
     a = ap.parse_args(argv)
     return SearchJob(lut=a.lut, latency_ms=a.latency_ms, max_params_m=a.max_params_m, space=a.space,
                      objective=a.objective, population=a.population, generations=a.generations, seed=a.seed,
-                     top=a.top, no_correction=a.no_correction, json_out=a.json, plot=a.plot)
+                     top=a.top, plain_sum=a.plain_sum, json_out=a.json, plot=a.plot)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,8 @@ from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m predictor.quickstart", description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", type=positive_int, default=60, help="blocks to measure")
-    ap.add_argument("--n", type=positive_int, default=8, help="whole subnets to validate on")
+    ap.add_argument("--n", type=positive_int, default=8, help="held-out whole subnets to score the prediction on")
+    ap.add_argument("--fit", type=int, default=4, help="other whole subnets to refine the composition on")
     ap.add_argument("--runs", type=positive_int, default=30, help="timed runs per measurement")
     ap.add_argument("--out", type=Path, default=Path("measurements"))
     ap.add_argument("--latency-ms", type=float, help="search limit (default: the median measured subnet's latency)")
@@ -38,29 +39,36 @@ def main(argv: list[str] | None = None) -> int:
         rc = report(profile(ProfileRequest(("local",), "elasticvit", settings, store, args.budget)))
         if rc != 0:
             return rc
-        print(f"[2/4] filling the LUT and [3/4] validating on {args.n} whole subnets", flush=True)
+        print(f"[2/4] filling the LUT and [3/4] validating on {args.n} held-out whole subnets "
+              f"({args.fit} more to refine the composition)", flush=True)
         lut_out = args.out / "quickstart_lut.json"
-        r = validate(ValidateConfig("local", settings, store, n=args.n, lut_out=lut_out, noise_networks=2,
-                                    noise_repeats=3, json_out=args.out / "quickstart_validation.json"))
+        r = validate(ValidateConfig("local", settings, store, n=args.n, fit=args.fit, lut_out=lut_out,
+                                    noise_networks=2, noise_repeats=3,
+                                    json_out=args.out / "quickstart_validation.json"))
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    b = r["block_sum"]
-    print(f"\n{r['n']} subnets, LUT of {r['lut']['measured']} measured + {r['lut']['predicted']} predicted blocks")
-    print(f"  block sum + network correction (cross-validated): within ±10% {100 * r['acc10']:.0f}%, "
-          f"±5% {100 * r['acc5']:.0f}%, MAPE {100 * r['mape']:.1f}%, RMSE {r['rmse_ms']:.2f} ms")
-    print(f"  plain block sum:                                  within ±10% {100 * b['acc10']:.0f}%, "
-          f"±5% {100 * b['acc5']:.0f}%, MAPE {100 * b['mape']:.1f}%")
+
+    def line(name: str, m: dict) -> str:
+        return (f"  {name:44s} within ±10% {100 * m['acc10']:3.0f}%, ±5% {100 * m['acc5']:3.0f}%, "
+                f"MAPE {100 * m['mape']:4.1f}%")
+
+    print(f"\n{r['n']} held-out subnets (never fitted on), LUT of {r['lut']['measured']} measured + "
+          f"{r['lut']['predicted']} predicted blocks:")
+    print(line(f"composed entries, refined on {r['fit']['networks']} networks", r))
+    print(line("composed entries, blocks + probe only (fit 0)", r["composed_fit0"]))
+    print(line("plain sum of alone entries", r["block_sum"]))
     if r.get("noise_floor"):
-        cv = 100 * r["noise_floor"]["mean_cv"]
-        print(f"noise floor: the same network measured repeatedly varies by {cv:.1f}% (CV)")
-    full_lut = lut_out.with_suffix(".sources.json")
-    print(f"plot: {r['plot']}\nreport: {args.out / 'quickstart_validation.json'}\nLUT: {lut_out} (with sources and the "
-          f"network correction: {full_lut})")
+        print(f"noise floor: the same network measured repeatedly varies by {100 * r['noise_floor']['mean_cv']:.1f}% "
+              f"(CV); reference re-timed through the run: {100 * r['noise_floor_reference']['cv']:.1f}%")
+    if r["noisy"]:
+        print(f"warning: {r['noisy']}")
+    print(f"plot: {r['plot']}\nreport: {args.out / 'quickstart_validation.json'}\n"
+          f"LUT: {lut_out} (with its composition)")
     limit = args.latency_ms or statistics.median(p["measured_ms"] for p in r["pairs"])
-    print(f"\n[4/4] searching the most MACs under {limit:.2f} ms (python -m nas.search --lut {full_lut} ...)",
+    print(f"\n[4/4] searching the most MACs under {limit:.2f} ms (python -m nas.search --lut {lut_out} ...)",
           flush=True)
-    job = SearchJob(lut=full_lut, latency_ms=round(limit, 3), top=3, json_out=args.out / "quickstart_search.json",
+    job = SearchJob(lut=lut_out, latency_ms=round(limit, 3), top=3, json_out=args.out / "quickstart_search.json",
                     plot=args.out / "quickstart_search.png")
     return run_search(job)
 

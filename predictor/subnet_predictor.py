@@ -1,5 +1,5 @@
-"""Network latency of subnets from one LUT: the sum of their blocks' entries, vectorised in numpy,
-optionally with the device's network-level correction (`predictor.correction`)."""
+"""Network latency of subnets from one LUT: the sum of their blocks' in-network entries (the LUT's
+`predictor.composition` folded into each entry once), vectorised in numpy."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -9,7 +9,7 @@ import numpy as np
 from nas.blocks import parse_key
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
-from predictor.correction import NetworkCorrection
+from predictor.composition import Composition
 from predictor.lut import Lut
 from predictor.lut_io import LutFormatError
 from predictor.subnet_index import SubnetIndexer
@@ -26,20 +26,23 @@ class MissingKeyError(LutFormatError):
 
 
 class SubnetPredictor:
-    """Precomputed index over one LUT; `predict(subnets)` sums entries in numpy."""
+    """Precomputed index over one LUT; `predict(subnets)` sums entries in numpy.
+
+    `composition` (default: the LUT's own, `Composition.of_lut`; pass `plain=True` for the plain sum of
+    the alone entries) is folded into the entries once."""
 
     def __init__(self, lut: Lut | Mapping[str, float], space: SearchSpace,
-                 correction: NetworkCorrection | None = None) -> None:
+                 composition: Composition | None = None, plain: bool = False) -> None:
         flat = lut.flat() if isinstance(lut, Lut) else dict(lut)
+        if composition is None and not plain and isinstance(lut, Lut):
+            composition = Composition.of_lut(lut)
+        self.composition = None if plain else composition
         self.indexer = SubnetIndexer(space, list(flat))
-        self.plain = np.append(np.fromiter(flat.values(), dtype=float, count=len(flat)), 0.0)  # [-1]: padding
-        self.values, self.offset_ms, self.res_scale = self.plain, 0.0, None
-        if correction is not None:  # the per-block terms are linear per entry: fold them in once
-            corrected = (correction.correct_entry(parse_key(k), v) for k, v in flat.items())
-            self.values = np.append(np.fromiter(corrected, dtype=float, count=len(flat)), 0.0)
-            self.offset_ms = correction.offset_ms_
-            if correction.scale_by_resolution_:  # indexed like the codes' resolution column
-                self.res_scale = np.array([correction.scale_by_resolution_.get(r, 0.0) for r in space.resolutions])
+        if self.composition is not None:
+            entries = (self.composition.entry(parse_key(k), v) for k, v in flat.items())
+        else:
+            entries = iter(flat.values())
+        self.values = np.append(np.fromiter(entries, dtype=float, count=len(flat)), 0.0)  # [-1]: padding
 
     def predict_codes(self, codes: np.ndarray) -> np.ndarray:
         """Latency (ms) of subnets encoded by `self.indexer.encode`. Raises MissingKeyError."""
@@ -47,10 +50,7 @@ class SubnetPredictor:
         missing, row = self.indexer.missing(index, count)
         if missing:
             raise MissingKeyError(missing, row, self.indexer.space.name)
-        out = (self.values[index] * count).sum(1) + self.offset_ms
-        if self.res_scale is not None:
-            out += self.res_scale[codes[:, 0]] * (self.plain[index] * count).sum(1)
-        return out
+        return (self.values[index] * count).sum(1)
 
     def predict(self, subnets: Sequence[Subnet]) -> np.ndarray:
         """Latency (ms) of each subnet. Raises InvalidSubnet, MissingKeyError."""
@@ -58,6 +58,6 @@ class SubnetPredictor:
 
 
 def predict_subnets(lut: Lut | Mapping[str, float], subnets: Sequence[Subnet], space: SearchSpace,
-                    correction: NetworkCorrection | None = None) -> np.ndarray:
+                    composition: Composition | None = None) -> np.ndarray:
     """Latency (ms) of each subnet: sum of its block entries (one-off; reuse SubnetPredictor for many calls)."""
-    return SubnetPredictor(lut, space, correction).predict(subnets)
+    return SubnetPredictor(lut, space, composition).predict(subnets)

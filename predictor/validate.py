@@ -1,15 +1,18 @@
-"""`python -m predictor.validate`: predicted vs measured latency of whole exported subnets.
+"""`python -m predictor.validate`: predicted vs measured latency of whole networks nobody fitted on.
 
-    python -m predictor.validate --serial local --store PATH --n 30 --json OUT.json
-    python -m predictor.validate --serial SERIAL --benchmark-binary ./benchmark_model --n 30   # a phone
+    python -m predictor.validate --serial local --store PATH --fit 10 --n 50 --json OUT.json --lut-out LUT.json
+    python -m predictor.validate --serial SERIAL --benchmark-binary ./benchmark_model --fit 0 --n 30   # a phone
 
-Fits the predictor to the device's block measurements in the store (the device is its
-fingerprint, read first), fills the LUT, samples `n` subnets spread over the MACs range, exports
-and measures each whole subnet on the device with the same run settings as `profiler.run`, and
-reports RMSE, MAPE, ±5% and ±10% accuracy of the prediction (block sum plus the network-level
-correction, cross-validated; the plain block sum under "block_sum"), the noise floor (the spread
-of the same network measured repeatedly) and a predicted-vs-measured scatter plot. Everything is
-kept in the store. `validate(ValidateConfig)` is the same as a function.
+Fits the block predictor to the device's block measurements in the store (the device is its
+fingerprint, read first), fills the LUT and makes its entries compose from the device's
+weight-stream probe (`predictor.composition`). Then it exports and measures two disjoint sets of
+whole subnets with the same run settings as `profiler.run`: `--fit N` networks (spread over the
+MACs range; may be 0) on which the composition is refined, and `--n M` held-out networks drawn at
+random from the space, used for nothing but the score. The held-out figures are the report's top
+level (`n`, `acc10`, `acc5`, `mape`, `rmse_ms`); the plain sum of alone entries and the probe-only
+composition are beside them. A reference network is re-timed between chunks (disturbed periods are
+waited out) and a few networks are re-measured: the run's own noise floor; a run noisier than
+`--max-noise` is flagged. `validate(ValidateConfig)` is the same as a function.
 """
 from __future__ import annotations
 
@@ -26,27 +29,30 @@ import numpy as np
 
 from nas.costs import subnet_costs
 from nas.export import export_subnet
+from nas.probes import WEIGHT_STREAM
 from nas.registry import create_space
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 from predictor import metrics
-from predictor.correction import Network, NetworkCorrection
+from predictor.composition import META_KEY, Composition, Network
 from predictor.lut import Lut, fill_lut
-from predictor.lut_io import export_nnmeter, save_lut
+from predictor.lut_io import save_lut
 from predictor.subnet_predictor import SubnetPredictor
 from predictor.xgb import LatencyPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args, positive_int
-from profiler.networks import measure_subnets, subnet_key
+from profiler.networks import Guard, measure_subnets, subnet_key
 from profiler.prefetch import default_workers
 from profiler.protocol import measure_model
-from profiler.session import DeviceSession, ProfileJob
+from profiler.session import DeviceSession, ProfileJob, Summary, measure_probes
 from profiler.settings import MeasureSettings
 from profiler.store import DEFAULT_STORE
 from profiler.targets import open_target
 
 log = logging.getLogger("predictor.validate")
 MIN_BLOCKS = 20
+REPORT_FORMAT = "mobilevit-nas/validation"
+REPORT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -55,16 +61,20 @@ class ValidateConfig:
     settings: MeasureSettings = field(default_factory=MeasureSettings)
     store: Path = DEFAULT_STORE
     space: str = "elasticvit"
-    n: int = 100  # whole subnets to export and measure
+    n: int = 50  # held-out networks: drawn at random, scored, never fitted on
+    fit: int = 10  # networks the composition is refined on (0: blocks and the probe only)
     json_out: Path | None = None
     plot: Path | None = None  # default: next to json_out, or measurements/
-    lut_out: Path | None = None  # the filled LUT (nn-Meter JSON) and beside it X.sources.json
+    lut_out: Path | None = None  # the LUT with its composition, one file (what nas.search and predictor.predict read)
     noise_networks: int = 3
     noise_repeats: int = 5
+    max_noise: float = 0.02  # flag the run when the noise floor's CV exceeds this
 
     def __post_init__(self) -> None:
         if self.n < 2:
             raise ValueError("--n must be at least 2")
+        if self.fit < 0:
+            raise ValueError("--fit must be >= 0")
         if self.noise_networks < 0 or self.noise_repeats < 2:
             raise ValueError("--noise-networks must be >= 0 and --noise-repeats >= 2")
 
@@ -89,21 +99,22 @@ def fit_lut(space: SearchSpace, measured: dict[str, float], device: str, backend
                     {"n_measured": len(train)})
 
 
-def cross_validated_correction(networks: list[Network], truth: np.ndarray, folds: int,
-                               rng: np.random.Generator) -> np.ndarray:
-    """Out-of-fold predictions of the corrected block sum (no subnet is scored by a fit that saw it)."""
-    out = np.empty_like(truth)
-    idx = rng.permutation(len(truth))
-    for f in range(folds):
-        test = idx[f::folds]
-        train = np.setdiff1d(idx, test)
-        corr = NetworkCorrection().fit([networks[i] for i in train], truth[train])
-        out[test] = corr.predict([networks[i] for i in test])
-    return out
+def draw_networks(space: SearchSpace, fit: int, n: int, seed: int) -> tuple[list[Subnet], list[Subnet]]:
+    """`fit` networks spread over the MACs range and `n` other networks drawn at random (held out)."""
+    fitting = spread_over_macs(space, fit, random.Random(seed)) if fit > 0 else []
+    rng, held, seen = random.Random(seed + 1), [], set(fitting)
+    for _ in range(100 * n):
+        if len(held) == n:
+            break
+        s = space.sample(rng)
+        if s not in seen:
+            seen.add(s)
+            held.append(s)
+    return fitting, held
 
 
 def scatter_plot(pred: np.ndarray, truth: np.ndarray, title: str, path: Path,
-                 corrected: np.ndarray | None = None) -> None:
+                 corrected: np.ndarray | None = None, label: str = "composed entries") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,10 +126,9 @@ def scatter_plot(pred: np.ndarray, truth: np.ndarray, title: str, path: Path,
     ax.fill_between(xs, xs * 0.9, xs * 1.1, color="tab:green", alpha=0.12, label="±10%")
     ax.fill_between(xs, xs * 0.95, xs * 1.05, color="tab:green", alpha=0.2, label="±5%")
     ax.plot(xs, xs, color="black", lw=0.8)
-    ax.scatter(truth, pred, s=14, color="tab:blue", label="sum of LUT entries")
+    ax.scatter(truth, pred, s=14, color="tab:blue", label="plain sum of alone entries")
     if corrected is not None:
-        ax.scatter(truth, corrected, s=14, color="tab:orange", marker="x",
-                   label="with network correction (cross-validated)")
+        ax.scatter(truth, corrected, s=14, color="tab:orange", marker="x", label=label)
     ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)", title=title)
     ax.legend(loc="upper left")
     fig.tight_layout()
@@ -146,13 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--serial", help="device serial ('local' = this host); default: the single attached device")
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
     ap.add_argument("--space", default="elasticvit")
-    ap.add_argument("--n", type=positive_int, default=100, help="number of subnets to export and measure")
+    ap.add_argument("--n", type=positive_int, default=50, help="held-out networks (random, never fitted on)")
+    ap.add_argument("--fit", type=int, default=10, help="networks the composition is refined on (0: none)")
     ap.add_argument("--json", type=Path, help="write the report here")
     ap.add_argument("--plot", type=Path, help="scatter plot PNG (default: next to --json, or measurements/)")
-    ap.add_argument("--lut-out", type=Path, help="write the filled LUT (nn-Meter flat JSON; beside it X.sources.json: "
-                    "sources and the fitted network correction, what nas.search reads)")
+    ap.add_argument("--lut-out", type=Path, help="write the LUT with its composition (one file: what nas.search "
+                    "and predictor.predict read)")
     ap.add_argument("--noise-networks", type=int, default=3, help="networks re-measured for the noise floor")
     ap.add_argument("--noise-repeats", type=int, default=5)
+    ap.add_argument("--max-noise", type=float, default=0.02, help="flag the run when the noise floor's CV exceeds this")
     add_measure_arguments(ap, export_workers=default_workers())
     return ap
 
@@ -161,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = ValidateConfig(args.serial, measure_settings_from_args(args), args.store, args.space, args.n,
-                             args.json, args.plot, args.lut_out, args.noise_networks, args.noise_repeats)
+        cfg = ValidateConfig(args.serial, measure_settings_from_args(args), args.store, args.space, args.n, args.fit,
+                             args.json, args.plot, args.lut_out, args.noise_networks, args.noise_repeats,
+                             args.max_noise)
         report = validate(cfg)
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({k: report[k] for k in ("n", "acc10", "acc5", "mape", "rmse_ms", "block_sum", "noise_floor")}))
+    if report["noisy"]:
+        print(f"warning: {report['noisy']}", file=sys.stderr)
+    print(json.dumps({k: report[k] for k in ("n", "acc10", "acc5", "mape", "rmse_ms", "fit", "composed_fit0",
+                                             "block_sum", "noise_floor", "noisy")}))
     return 0
 
 
@@ -181,41 +197,58 @@ def validate(cfg: ValidateConfig) -> dict:
         sess.close()
 
 
+def _networks(space: SearchSpace, lut: Lut, subnets: list[Subnet]) -> list[Network]:
+    flat = lut.flat()
+    return [[(b, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
+
+
 def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> dict:
     serial, run, seed = sess.target.serial, cfg.settings.run, cfg.settings.protocol.seed
     lut = fit_lut(space, sess.measured(), serial, run.backend, seed)
-    subnets = spread_over_macs(space, cfg.n, random.Random(seed))
-    truth_by_key = measure_subnets(sess, subnets, space.stage_names)
-    subnets = [s for s in subnets if subnet_key(s) in truth_by_key]
-    if len(subnets) < 2:
-        raise ProfilerError("fewer than 2 subnets could be measured; see the store's failures table")
-    truth = np.array([truth_by_key[subnet_key(s)] for s in subnets])
-    sums = SubnetPredictor(lut, space).predict(subnets)
-    flat = lut.flat()
-    networks = [[(b, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
-    folds = min(5, len(subnets))
-    corrected = cross_validated_correction(networks, truth, folds, np.random.default_rng(seed))
-    # The predictor is the block sum plus the network-level correction (fitted on measured networks);
-    # each subnet here is predicted by a correction fitted on the other folds only.
-    report: dict = {"device": serial, "fingerprint": sess.fingerprint.hash, "space": space.name, "n": len(subnets),
-                    "prediction": f"sum of LUT entries + network correction ({folds}-fold cross-validated)",
-                    **metrics.summary(corrected, truth), "block_sum": metrics.summary(sums, truth),
-                    "correction": NetworkCorrection().fit(networks, truth).get_state()}
-    if cfg.lut_out:  # block entries as nn-Meter JSON; beside it the full LUT: sources + the network correction
-        lut.meta[NetworkCorrection.META_KEY] = report["correction"]
-        export_nnmeter(lut, cfg.lut_out)
-        save_lut(lut, cfg.lut_out.with_suffix(".sources.json"))
-    noisy = subnets[:: max(1, len(subnets) // max(1, cfg.noise_networks))][:cfg.noise_networks]
+    probes = measure_probes(sess, Summary(serial=serial))
+    probe = Composition.from_probe(probes[WEIGHT_STREAM.key], WEIGHT_STREAM.weight_mb)
+    fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
+    released = list(space.released.values())  # the reference: a mid-size released network
+    guard = Guard(export_subnet(released[len(released) // 2] if released else held[0], run.model_format))
+    truth_by_key = measure_subnets(sess, fitting + held, space.stage_names, guard)
+    fitting = [s for s in fitting if subnet_key(s) in truth_by_key]
+    held = [s for s in held if subnet_key(s) in truth_by_key]
+    if len(held) < 2:
+        raise ProfilerError("fewer than 2 held-out subnets could be measured; see the store's failures table")
+    composition = probe.fit(_networks(space, lut, fitting), [truth_by_key[subnet_key(s)] for s in fitting])
+    truth = np.array([truth_by_key[subnet_key(s)] for s in held])
+    pred = SubnetPredictor(lut, space, composition).predict(held)
+    plain = SubnetPredictor(lut, space, plain=True).predict(held)
+    fit0 = SubnetPredictor(lut, space, probe).predict(held)
+    report: dict = {"format": REPORT_FORMAT, "format_version": REPORT_VERSION, "device": serial,
+                    "fingerprint": sess.fingerprint.hash, "space": space.name, "n": len(held),
+                    "prediction": f"composed block entries, refined on {len(fitting)} other networks",
+                    **metrics.summary(pred, truth),
+                    "fit": {"networks": len(fitting), "composition": composition.get_state()},
+                    "composed_fit0": metrics.summary(fit0, truth), "block_sum": metrics.summary(plain, truth),
+                    "probe": {"key": WEIGHT_STREAM.key, "ms": probes[WEIGHT_STREAM.key],
+                              "ms_per_weight_mb": probe.ms_per_weight_mb}}
+    lut.meta[META_KEY] = composition.get_state()
+    if cfg.lut_out:
+        save_lut(lut, cfg.lut_out)
+    noisy = held[:: max(1, len(held) // max(1, cfg.noise_networks))][:cfg.noise_networks]
     report["noise_floor"] = noise_floor(sess, noisy, cfg.noise_repeats) if cfg.noise_networks > 0 else None
+    report["noise_floor_reference"] = guard.report()
+    cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"]]
+    report["noisy"] = (f"the device was noisy during this run (CV {100 * max(cvs):.1f}% > "
+                       f"{100 * cfg.max_noise:.1f}%): its figures are not meaningful; re-run on a quiet device"
+                       if max(cvs) > cfg.max_noise else None)
     report["lut"] = {"measured": lut.count("measured"), "predicted": lut.count("predicted")}
-    report["settings"] = {"run": run.to_dict(), "protocol": cfg.settings.protocol.to_dict(), "seed": seed}
-    report["pairs"] = [{"subnet": subnet_key(s), "mmacs": subnet_costs(space, s)["macs"] / 1e6,
-                        "predicted_ms": float(p), "corrected_ms": float(cp), "measured_ms": float(t)}
-                       for s, p, cp, t in zip(subnets, sums, corrected, truth)]
+    report["settings"] = {"run": run.to_dict(), "protocol": cfg.settings.protocol.to_dict(), "seed": seed,
+                          "fit": cfg.fit, "n": cfg.n}
+    report["pairs"] = [{"subnet": subnet_key(s), "set": "held-out", "mmacs": subnet_costs(space, s)["macs"] / 1e6,
+                        "plain_ms": float(p), "fit0_ms": float(f0), "predicted_ms": float(c), "measured_ms": float(t)}
+                       for s, p, f0, c, t in zip(held, plain, fit0, pred, truth)]
+    report["fit_pairs"] = [{"subnet": subnet_key(s), "measured_ms": truth_by_key[subnet_key(s)]} for s in fitting]
     plot = cfg.plot or (cfg.json_out.with_suffix(".png") if cfg.json_out
                         else Path("measurements") / f"validate_{serial.replace(':', '_')}.png")
-    scatter_plot(sums, truth, f"{serial}, {len(subnets)} subnets: ±10% sum {100 * report['block_sum']['acc10']:.0f}%, "
-                 f"corrected {100 * report['acc10']:.0f}%", plot, corrected)
+    scatter_plot(plain, truth, f"{serial}, {len(held)} held-out subnets: ±10% {100 * report['acc10']:.0f}% "
+                 f"(fit {len(fitting)})", plot, pred, f"composed, refined on {len(fitting)} other networks")
     report["plot"] = str(plot)
     sess.store.add_validation(sess.device_id, report)
     if cfg.json_out:

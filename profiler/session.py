@@ -167,12 +167,13 @@ class RunStopped(ProfilerError):
 
 def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: Callable[[T], str],
                    convert: Callable[[T], Path], summary: Summary, bar: tqdm, stop: threading.Event | None,
-                   extra_of: Callable[[T], dict] | None = None) -> dict[str, float]:
-    """Convert (in a pool when asked), measure and store each item; failures are recorded and skipped.
+                   extra_of: Callable[[T], dict] | None = None, prefetched: bool = False) -> dict[str, float]:
+    """Convert (in a pool when asked, unless `prefetched`), measure and store each item; failures are
+    recorded and skipped.
 
     Returns key -> latency_ms of the items measured now. Raises RunStopped on a lasting disconnect."""
     job = sess.job
-    if job.settings.export_workers > 1 and len(items) > 1:
+    if job.settings.export_workers > 1 and len(items) > 1 and not prefetched:
         prefetch(items, convert, key_of, job.settings.export_workers, desc=f"{summary.serial} export {kind}s")
     out: dict[str, float] = {}
     for item in items:
@@ -215,6 +216,27 @@ def measure_blocks(sess: DeviceSession, cfgs: list[BlockCfg], summary: Summary, 
                           summary, bar, stop)
 
 
+PROBE_KIND = "probe"
+
+
+def measure_probes(sess: DeviceSession, summary: Summary, stop: threading.Event | None = None) -> dict[str, float]:
+    """The device probes (`nas.probes`), measured once per device and run settings: key -> latency_ms.
+    The predictor turns them into the in-network term that makes block entries compose."""
+    from nas.export import export_probe  # torch and the converters load only once a device is ready
+    from nas.probes import WEIGHT_STREAM
+
+    done = sess.measured(PROBE_KIND)
+    if WEIGHT_STREAM.key not in done:
+        with tqdm(total=1, desc=f"{summary.serial} probe", unit="model", leave=False, dynamic_ncols=True) as bar:
+            probe_summary = Summary(serial=summary.serial, total=1)
+            done.update(measure_models(sess, [WEIGHT_STREAM], PROBE_KIND, lambda p: p.key,
+                                       partial(export_probe, fmt=sess.job.run.model_format), probe_summary, bar, stop,
+                                       lambda p: {"weight_mb": p.weight_mb}))
+            if probe_summary.failures:
+                raise RunStopped(f"the device probe could not be measured: {probe_summary.failures[0]}")
+    return done
+
+
 def open_session(job: ProfileJob, target: Target | None, summary: Summary) -> DeviceSession | None:
     try:
         sess = DeviceSession(job, target)
@@ -240,7 +262,11 @@ def profile_device(job: ProfileJob, stop: threading.Event | None = None, target:
     summary.skipped = len(blocks) - len(todo)
     bar = tqdm(total=len(blocks), initial=summary.skipped, desc=summary.serial, unit="block",
                position=job.progress_position, leave=True, dynamic_ncols=True)
-    return run_until_stopped(sess, summary, bar, t0, lambda: measure_blocks(sess, todo, summary, bar, stop))
+    def work() -> None:
+        measure_probes(sess, summary, stop)
+        measure_blocks(sess, todo, summary, bar, stop)
+
+    return run_until_stopped(sess, summary, bar, t0, work)
 
 
 def run_until_stopped(sess: DeviceSession, summary: Summary, bar: tqdm, t0: float,

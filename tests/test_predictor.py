@@ -16,7 +16,7 @@ from nas.costs import OP_KINDS
 from nas.registry import create_space
 from predictor import metrics
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.correction import NetworkCorrection, weight_mb
+from predictor.composition import Composition, weight_mb
 from predictor.lut import Lut
 from predictor.lut_io import LutFormatError, export_nnmeter, load_flat, open_lut, save_lut
 from predictor.lutfill import evaluate, fill
@@ -131,27 +131,21 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     plain = np.array([sum(lut[b.key] for b in space.blocks_of(s)) for s in subnets])
     np.testing.assert_allclose(predict_subnets(lut, subnets, space), plain, rtol=1e-12)
     nets = [[(b, lut[b.key]) for b in space.blocks_of(s)] for s in subnets]
-    # network-level effects: attention 1.3x slower in a network, weights re-fetched at 0.05 ms/MB,
-    # 0.02 ms per block boundary, 0.5 ms per graph
-    truth = np.array([sum((1.3 if b.type == "transattn" else 1.0) * ms + 0.05 * weight_mb(b) + 0.02 for b, ms in n)
-                      + 0.5 for n in nets])
-    corr = NetworkCorrection(ridge=1e-9).fit(nets, truth)
-    assert corr.scale_["transattn"] == pytest.approx(1.3, rel=1e-4)
-    assert corr.per_block_ms_ == pytest.approx(0.02, rel=1e-3)
-    assert corr.ms_per_weight_mb_ == pytest.approx(0.05, rel=1e-3)
-    assert NetworkCorrection.from_state(corr.get_state()).predict(nets) == pytest.approx(truth, rel=1e-6)
-    # and one that depends on the input resolution: networks at R=224 a further 10% slower
-    res_truth = truth + np.array([0.1 * p if s.resolution == 224 else 0.0 for s, p in zip(subnets, plain)])
-    rcorr = NetworkCorrection(ridge=1e-9).fit(nets, res_truth)
-    eff = rcorr.scale_by_resolution_
-    assert eff.get(224, 0.0) - eff.get(128, 0.0) == pytest.approx(0.1, rel=1e-3)
-    np.testing.assert_allclose(SubnetPredictor(lut, space, rcorr).predict(subnets), res_truth, rtol=1e-6)
-    np.testing.assert_allclose(rcorr.predict(nets), res_truth, rtol=1e-6)
-    np.testing.assert_allclose(SubnetPredictor(lut, space, corr).predict(subnets), truth, rtol=1e-6)
-    np.testing.assert_allclose(corr.predict(nets), truth, rtol=1e-6)
-    one = NetworkCorrection().fit(nets[:1], truth[:1])  # one network: the ridge keeps it near the plain sum
-    assert abs(one.predict(nets[:1])[0] - truth[0]) < abs(plain[0] - truth[0])
-    assert all(0.5 < v < 2 for v in one.scale_.values())
+    # in a network each block re-fetches its weights: 0.04 ms/MB, as a probe of 3.2 ms over 80 MB says
+    probe = Composition.from_probe(3.2, 80.0)
+    truth = np.array([sum(ms + 0.04 * weight_mb(b) for b, ms in n) for n in nets])
+    np.testing.assert_allclose(probe.predict(nets), truth, rtol=1e-12)
+    np.testing.assert_allclose(SubnetPredictor(lut, space, probe).predict(subnets), truth, rtol=1e-9)
+    # the device is 10% slower and re-fetches at 0.05 ms/MB: a fit on a few networks finds it
+    slower = np.array([1.1 * sum(ms + 0.05 * weight_mb(b) for b, ms in n) for n in nets])
+    fitted = probe.fit(nets[:10], slower[:10], ridge=1e-9)
+    assert fitted.scale == pytest.approx(1.1, rel=1e-6) and fitted.ms_per_weight_mb == pytest.approx(0.05, rel=1e-6)
+    assert fitted.fitted_networks == 10 and fitted.probe_ms_per_weight_mb == pytest.approx(0.04)
+    np.testing.assert_allclose(SubnetPredictor(lut, space, fitted).predict(subnets), slower, rtol=1e-6)
+    one = probe.fit(nets[:1], slower[:1])  # one network: the ridge keeps it near the probe's values
+    assert abs(one.predict(nets[:1])[0] - slower[0]) < abs(probe.predict(nets[:1])[0] - slower[0])
+    assert 0.9 < one.scale < 1.2
+    assert probe.fit([], []) is probe
 
 
 def test_lut_fill_covers_reachable_keys(tmp_path, space, blocks, device):
@@ -307,32 +301,25 @@ def test_missing_lut_key_names_the_key(space, blocks, device):
     np.testing.assert_allclose(pred.predict(covered), predict_subnets(device, covered, space))
 
 
-def test_correction_state_is_versioned_and_checked(space, blocks, device):
-    nets = [[(b, device[b.key]) for b in space.blocks_of(space.sample(random.Random(i)))] for i in range(12)]
-    corr = NetworkCorrection().fit(nets, [1.1 * sum(ms for _, ms in n) for n in nets])
-    state = corr.get_state()
-    assert state["format"] == "mobilevit-nas/network-correction" and state["format_version"] == 1
-    np.testing.assert_allclose(NetworkCorrection.from_state(state).predict(nets), corr.predict(nets))
-    legacy = {k: v for k, v in state.items() if k not in ("format", "format_version")}  # saved before versioning
-    np.testing.assert_allclose(NetworkCorrection.from_state(legacy).predict(nets), corr.predict(nets))
+def test_composition_state_is_versioned_and_checked():
+    comp = Composition.from_probe(3.2, 80.0)
+    state = comp.get_state()
+    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 1
+    assert Composition.from_state(state) == comp
     for bad, msg in [({**state, "format_version": 2}, "version 2"), ({**state, "format": "x"}, "'x'"),
-                     ({k: v for k, v in legacy.items() if k != "ms_per_weight_mb"}, "lacks 'ms_per_weight_mb'"),
-                     ({k: v for k, v in state.items() if k != "offset_ms"}, "lacks 'offset_ms'"),
-                     ({**state, "scale": {}}, "block type"), ({**state, "offset_ms": "x"}, "malformed")]:
-        with pytest.raises(LutFormatError, match="network correction state") as e:
-            NetworkCorrection.from_state(bad)
-        assert msg in str(e.value)
+                     ({**state, "scale": -1.0}, "non-positive"), ({**state, "extra": 1.0}, "malformed")]:
+        with pytest.raises(LutFormatError, match=msg):
+            Composition.from_state(bad)
 
 
-def test_host_lut_saved_before_versioning_still_loads(space):
+def test_lut_made_before_entries_composed_is_refused(space):
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "host_lut.sources.json"
-    lut = open_lut(path, space)
-    assert "format" not in lut.meta[NetworkCorrection.META_KEY]
-    corr = NetworkCorrection.of_lut(lut)
-    assert corr is not None and corr.scale_by_resolution_
-    assert np.all(SubnetPredictor(lut, space, corr).predict([space.subnet("T1"), space.subnet("L3")]) > 0)
+    lut = open_lut(Path(__file__).resolve().parent / "data" / "old_lut_with_correction.json", space)
+    with pytest.raises(LutFormatError, match="before block entries composed"):
+        SubnetPredictor(lut, space)
+    assert SubnetPredictor(lut, space, plain=True).predict([space.subnet("T1")])[0] > 0
+    assert Composition.of_lut(open_lut("pixel4", space)) is None  # published: plain sums, said so by the search
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])

@@ -13,9 +13,9 @@ from nas.evolution import Constraints, Infeasible, SearchSettings, crossover, mu
 from nas.registry import create_space
 from nas.search import SearchJob, run
 from nas.search import main as search_main
-from predictor.correction import NetworkCorrection
+from predictor.composition import META_KEY, Composition
 from predictor.lut import Lut
-from predictor.lut_io import export_nnmeter, open_lut, save_lut
+from predictor.lut_io import open_lut, save_lut
 from predictor.subnet_predictor import SubnetPredictor
 
 SMALL = SearchSettings(population=40, generations=8, parents=10)
@@ -120,34 +120,28 @@ def test_search_job_refuses_impossible_values_and_run_returns_the_json_document(
     assert "S1" in doc["released"] and "L3" not in doc["released"]
 
 
-def test_correction_saved_with_the_lut_is_applied(tmp_path: Path, space):
+def test_composition_saved_with_the_lut_is_applied(tmp_path: Path, space, capsys):
     lut = open_lut("pixel4")
     sub = space.subnet("T1")
-    nets = [[(b, lut.flat()[b.key]) for b in space.blocks_of(s)] for s in (sub, space.subnet("M"))]
-    corr = NetworkCorrection(ridge=1e-9).fit(nets, [9.0, 40.0])
-    lut.meta[NetworkCorrection.META_KEY] = corr.get_state()
-    save_lut(lut, tmp_path / "lut.sources.json")
-    loaded = open_lut(tmp_path / "lut.sources.json")
+    comp = Composition.from_probe(2.0, 40.0)
+    lut.meta[META_KEY] = comp.get_state()
+    save_lut(lut, tmp_path / "lut.json")
+    loaded = open_lut(tmp_path / "lut.json")
     assert isinstance(loaded, Lut) and loaded.count("measured") == 12116
-    again = NetworkCorrection.of_lut(loaded)
-    assert again is not None
-    assert SubnetPredictor(loaded, space, again).predict([sub])[0] == pytest.approx(corr.predict(nets[:1])[0])
-    assert NetworkCorrection.of_lut(open_lut("pixel4")) is None
+    assert Composition.of_lut(loaded) == comp
+    net = [(b, lut.flat()[b.key]) for b in space.blocks_of(sub)]
+    assert SubnetPredictor(loaded, space).predict([sub])[0] == pytest.approx(comp.predict([net])[0])
+    assert SubnetPredictor(loaded, space, plain=True).predict([sub])[0] == pytest.approx(sum(ms for _, ms in net))
+    assert search_main(["--lut", str(tmp_path / "lut.json"), "--latency-ms", "30", "--generations", "1",
+                        "--population", "4"]) == 0
+    out = capsys.readouterr()
+    assert "composed block entries" in out.out and "no in-network composition" not in out.err
 
 
-def test_cli_points_from_a_flat_lut_to_its_corrected_sibling(tmp_path: Path, capsys, space):
+def test_cli_says_when_a_lut_has_no_composition(tmp_path: Path, capsys, space):
     lut = open_lut("pixel4")
-    export_nnmeter(lut, tmp_path / "lut.json")
-    save_lut(lut, tmp_path / "lut.sources.json")  # no correction in it: nothing to point to
-    assert search_main(["--lut", str(tmp_path / "lut.json"), "--latency-ms", "30", "--generations", "1",
-                        "--population", "4"]) == 0
-    assert "beside it" not in capsys.readouterr().err
-    nets = [[(b, lut.flat()[b.key]) for b in space.blocks_of(space.subnet(n))] for n in ("T1", "M")]
-    lut.meta[NetworkCorrection.META_KEY] = NetworkCorrection().fit(nets, [9.0, 40.0]).get_state()
-    save_lut(lut, tmp_path / "lut.sources.json")
-    assert search_main(["--lut", str(tmp_path / "lut.json"), "--latency-ms", "30", "--generations", "1",
-                        "--population", "4"]) == 0
-    assert "lut.sources.json beside it carries" in capsys.readouterr().err
+    assert search_main(["--lut", "pixel4", "--latency-ms", "30", "--generations", "1", "--population", "4"]) == 0
+    assert "no in-network composition" in capsys.readouterr().err
     other = Lut("x", "cpu", "otherspace", entries=dict(lut.entries))
     save_lut(other, tmp_path / "other.json")
     assert search_main(["--lut", str(tmp_path / "other.json"), "--latency-ms", "30"]) == 2

@@ -210,3 +210,59 @@ def export_subnet(subnet: Subnet, fmt: Format, cache_dir: str | Path | None = No
     r = subnet.resolution
     example = torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0))
     return _export(module, example, path, fmt, channel_last=True)
+
+
+def _load_supernet_weights(space, checkpoint: Path) -> nn.Module:
+    """A Supernet of `space` with the weights of a `nas.train` checkpoint (one-line errors as ValueError)."""
+    from nas.supernet import Supernet
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        net = Supernet(space)
+        net.load_state_dict(state["supernet"])
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file fails in many ways inside torch
+        raise ValueError(f"checkpoint {checkpoint} is not a readable nas.train checkpoint of space "
+                         f"{space.name!r}: {type(e).__name__}: {str(e)[:200]}") from e
+    return net
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nas.export --subnet SPEC --format tflite|onnx --out PATH [--checkpoint C]`: write that
+    subnet's model, the same graph the profiler and predictor.validate measure (random weights, or a
+    trained supernet's)."""
+    import argparse
+    import shutil
+    import sys
+
+    from nas.registry import create_space, list_spaces
+    from nas.specs import resolve_subnet
+
+    ap = argparse.ArgumentParser(prog="python -m nas.export", description=main.__doc__.split("\n")[0])
+    ap.add_argument("--subnet", required=True, metavar="SPEC", help="released name, min, max, or a subnet JSON")
+    ap.add_argument("--format", required=True, choices=FORMATS)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--checkpoint", type=Path, help="a nas.train checkpoint: export the subnet with its weights")
+    ap.add_argument("--space", default="elasticvit", help=f"one of {list_spaces()}")
+    args = ap.parse_args(argv)
+    try:
+        space = create_space(args.space)
+        sub = resolve_subnet(space, args.subnet)
+        module = None
+        if args.checkpoint is not None:
+            net = _load_supernet_weights(space, args.checkpoint)
+            net.set_active_subnet(sub)
+            module = net.get_active_subnet().eval()
+        path = export_subnet(sub, args.format, module=module)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, args.out)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({args.format}, {args.out.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -185,3 +185,33 @@ def test_code_fingerprint_ignores_comments_and_docstrings_but_not_code(tmp_path:
     names = {p.relative_to(NAS_DIR).as_posix() for p in graph_sources()}
     assert {"modules/attention.py", "modules/mbconv.py", "modules/init.py", "supernet.py", "export.py"} <= names
     assert graph_code_version() == source_fingerprint(graph_sources())
+
+
+@pytest.mark.slow
+def test_export_cli_writes_the_subnet_with_a_checkpoints_weights(tmp_path: Path, capsys) -> None:
+    import onnxruntime as ort
+
+    from nas.supernet import Supernet
+
+    space = create_space("elasticvit")
+    net = Supernet(space, seed=3)
+    torch.save({"supernet": net.state_dict()}, tmp_path / "ckpt.pt")
+    out = tmp_path / "min.onnx"
+    assert export.main(["--subnet", "min", "--format", "onnx", "--out", str(out),
+                        "--checkpoint", str(tmp_path / "ckpt.pt")]) == 0
+    net.set_active_subnet(space.min_subnet())
+    sub = net.get_active_subnet().eval()
+    r = space.min_subnet().resolution
+    x = torch.randn(2, 3, r, r, generator=torch.Generator().manual_seed(1))
+    sess = ort.InferenceSession(str(out))
+    got = np.concatenate([sess.run(None, {"input": x[i:i + 1].numpy()})[0] for i in range(2)])
+    with torch.no_grad():
+        want = sub(x).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)  # the trained weights, not the random ones
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert export.main(["--subnet", "min", "--format", "onnx", "--out", str(out),
+                        "--checkpoint", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: checkpoint") and len(err.strip().splitlines()) == 1
+    assert export.main(["--subnet", "L9", "--format", "onnx", "--out", str(out)]) == 2

@@ -329,3 +329,28 @@ def test_training_latencies_are_checked_in_one_place(bad):
     assert check_latencies_ms([1.0, 2.5]).tolist() == [1.0, 2.5]
     with pytest.raises(ValueError, match="k2: latency_ms"):
         check_latencies_ms([1.0, bad], names=["k1", "k2"])
+
+
+def test_predict_cli_prints_one_json_line_per_subnet(tmp_path, capsys, space):
+    import json
+
+    from predictor.composition import META_KEY
+    from predictor.lut_io import save_lut
+    from predictor.predict import main as predict_main
+
+    lut = open_lut("pixel4", space)
+    sub_file = tmp_path / "s.json"
+    sub_file.write_text(json.dumps({"subnet": space.subnet("S1").to_dict(space.stage_names)}))
+    assert predict_main(["--lut", "pixel4", "--subnet", "T1", "--subnet", str(sub_file)]) == 0
+    out = capsys.readouterr()
+    plain = [json.loads(line) for line in out.out.splitlines()]
+    assert plain[0]["subnet"] == "T1" and plain[1]["subnet"] == space.subnet("S1").to_dict(space.stage_names)
+    assert plain[0]["latency_ms"] == pytest.approx(SubnetPredictor(lut, space).predict([space.subnet("T1")])[0])
+    assert "no in-network composition" in out.err
+    lut.meta[META_KEY] = Composition.from_probe(1.0, 32.0).get_state()
+    save_lut(lut, tmp_path / "lut.json")
+    assert predict_main(["--lut", str(tmp_path / "lut.json"), "--subnet", "T1"]) == 0
+    composed = json.loads(capsys.readouterr().out)
+    assert composed["latency_ms"] > plain[0]["latency_ms"]
+    assert predict_main(["--lut", str(tmp_path / "lut.json"), "--subnet", "L9"]) == 2
+    assert predict_main(["--lut", str(tmp_path / "nope.json"), "--subnet", "T1"]) == 2

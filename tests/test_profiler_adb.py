@@ -19,7 +19,7 @@ def _rows(store: Path) -> list[tuple]:
         return c.execute("SELECT (SELECT a.serial FROM addresses a WHERE a.device_id = d.id ORDER BY a.last_seen "
                          "DESC LIMIT 1), m.key, m.runner, m.backend, m.threads, m.n_samples, m.latency_ms, "
                          "m.settings_json, d.fingerprint_json FROM measurements m JOIN devices d "
-                         "ON d.id = m.device_id ORDER BY m.id").fetchall()
+                         "ON d.id = m.device_id WHERE m.kind = 'block' ORDER BY m.id").fetchall()
 
 
 def test_loopback_rows_match_local_rows(loopback_device, tmp_path: Path):
@@ -125,5 +125,6 @@ def test_a_reused_serial_answering_as_another_device_is_kept_apart(make_loopback
     assert len(notes) == 1 and "kept apart" in notes[0] and "OS 15" in notes[0]
     assert "2 measured, 0 already in store" in captured.out  # the first device's rows are not this one's
     with sqlite3.connect(store) as c:
-        per_device = c.execute("SELECT device_id, COUNT(*) FROM measurements GROUP BY device_id").fetchall()
+        per_device = c.execute("SELECT device_id, COUNT(*) FROM measurements WHERE kind='block' "
+                               "GROUP BY device_id").fetchall()
     assert [n for _, n in per_device] == [2, 2]

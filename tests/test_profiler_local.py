@@ -23,7 +23,7 @@ FAST = ["--warmup", "1", "--runs", "5"]
 
 def _count(store: Path) -> tuple[int, int]:
     with sqlite3.connect(store) as c:
-        return c.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM measurements").fetchone()
+        return c.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM measurements WHERE kind='block'").fetchone()
 
 
 def test_local_fingerprint_is_truthful():
@@ -81,7 +81,7 @@ def test_budget_run_stores_and_rerun_skips(tmp_path: Path, capsys):
     with sqlite3.connect(store) as c:
         lat, n, settings, fp = c.execute(
             "SELECT m.latency_ms, m.n_samples, m.settings_json, d.fingerprint_json FROM measurements m "
-            "JOIN devices d ON d.id = m.device_id").fetchone()
+            "JOIN devices d ON d.id = m.device_id WHERE m.kind = 'block'").fetchone()
     assert lat > 0 and n == 5
     assert '"cpu_mask"' in settings and '"kernel"' in fp
 
@@ -93,7 +93,7 @@ def test_subnet_option_measures_exactly_its_blocks(tmp_path: Path, capsys):
     store = tmp_path / "m.sqlite"
     assert run_main(["--serial", "local", "--subnet", "T1", "--store", str(store), *FAST]) == 0
     with sqlite3.connect(store) as c:
-        assert {k for (k,) in c.execute("SELECT key FROM measurements")} == keys
+        assert {k for (k,) in c.execute("SELECT key FROM measurements WHERE kind='block'")} == keys
     assert f"{len(keys)} measured" in capsys.readouterr().out
 
 
@@ -140,7 +140,7 @@ def test_tflite_benchmark_runner_on_this_host(tmp_path: Path):
             "--benchmark-binary", str(tool), *FAST]
     assert run_main(args) == 0
     with sqlite3.connect(store) as c:
-        rows = c.execute("SELECT runner, n_samples, latency_ms FROM measurements").fetchall()
+        rows = c.execute("SELECT runner, n_samples, latency_ms FROM measurements WHERE kind='block'").fetchall()
     assert len(rows) == 2 and all(r[0] == "tflite-benchmark" and r[1] == 3 and r[2] > 0 for r in rows)
 
 

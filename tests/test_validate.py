@@ -89,3 +89,16 @@ def test_validate_on_an_android_device_through_benchmark_model(loopback_device, 
         runners = c.execute("SELECT DISTINCT runner FROM measurements WHERE kind='network'").fetchall()
         devices = c.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
     assert runners == [("tflite-benchmark",)] and devices == 1
+
+
+def test_guard_waits_out_a_disturbed_period(tmp_path: Path):
+    from profiler.networks import Guard
+
+    timings = iter([10.0, 10.2, 14.0, 13.0, 10.1])  # quiet, quiet, disturbed twice, quiet again
+    guard = Guard(tmp_path / "ref.tflite", tolerance=0.05, poll_s=0.0)
+    guard._time = lambda sess: next(timings)  # the device's answers, in order
+    for _ in range(3):
+        guard.wait_until_quiet(None)
+    rep = guard.report()
+    assert guard.timings_ms == [10.0, 10.2, 10.1] and rep["disturbed"] == 2 and rep["checks"] == 3
+    assert rep["cv"] < 0.01

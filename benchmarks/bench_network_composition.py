@@ -1,0 +1,118 @@
+"""Whole networks from blocks, scored on held-out networks: composed entries refined on 0-30 others.
+
+    python benchmarks/bench_network_composition.py --serial local --store measurements/host.sqlite
+
+Needs the device's block measurements in the store (`profiler.run --budget 300`). Draws a pool of
+fitting networks spread over the MACs range and `--n` held-out networks at random (disjoint, seeded),
+measures those not yet in the store (a reference network re-timed between chunks), and prints, on
+the held-out networks only: the plain sum of alone entries, the composed entries with the probe's
+term alone (fit 0) and refined on 5, 10, 30 networks, and as the baseline the network correction this
+project used before (per-type scales, a per-MB, a per-block and a per-graph term, ridge 0.5; fitted on
+the same networks). Writes benchmarks/results/network_composition.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nas.blocks import BLOCK_TYPES  # noqa: E402
+from nas.export import export_subnet  # noqa: E402
+from nas.probes import WEIGHT_STREAM  # noqa: E402
+from nas.registry import create_space  # noqa: E402
+from predictor import metrics  # noqa: E402
+from predictor.composition import Composition, weight_mb  # noqa: E402
+from predictor.validate import draw_networks, fit_lut  # noqa: E402
+from profiler.networks import Guard, measure_subnets, subnet_key  # noqa: E402
+from profiler.session import DeviceSession, ProfileJob, Summary, measure_probes  # noqa: E402
+from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings  # noqa: E402
+from profiler.targets import open_target  # noqa: E402
+
+
+def old_correction(nets, y, ridge: float = 0.5):
+    """The network correction used before composition (baseline): returns a predict(nets) function."""
+    def feats(ns):
+        rows = []
+        for net in ns:
+            sums = dict.fromkeys(BLOCK_TYPES, 0.0)
+            for cfg, ms in net:
+                sums[cfg.type] += ms
+            rows.append([*sums.values(), sum(weight_mb(c) for c, _ in net), float(len(net)), 1.0])
+        return np.array(rows)
+    a = feats(nets) / np.asarray(y)[:, None]
+    theta0 = np.array([1.0] * len(BLOCK_TYPES) + [0.0] * 3)
+    lam = ridge * np.diag(np.maximum((a ** 2).mean(axis=0), 1e-12))
+    theta = np.linalg.solve(a.T @ a + lam, a.T @ np.ones(len(y)) + lam @ theta0)
+    return lambda ns: feats(ns) @ theta
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--serial", default="local")
+    ap.add_argument("--store", type=Path, default=ROOT / "measurements" / "host.sqlite")
+    ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--fits", type=int, nargs="+", default=[0, 5, 10, 30])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "network_composition.md")
+    args = ap.parse_args()
+    space = create_space("elasticvit")
+    settings = MeasureSettings(RunSettings(backend=args.backend, threads=args.threads, num_runs=args.runs),
+                               ProtocolSettings(seed=args.seed), None, 2)
+    target = open_target(args.serial)
+    sess = DeviceSession(ProfileJob(target.serial, (), settings, args.store), target)
+    try:
+        lut = fit_lut(space, sess.measured(), target.serial, args.backend, args.seed)
+        probes = measure_probes(sess, Summary(serial=target.serial))
+        probe = Composition.from_probe(probes[WEIGHT_STREAM.key], WEIGHT_STREAM.weight_mb)
+        pool, held = draw_networks(space, max(args.fits), args.n, args.seed)  # the pool is sorted by MACs
+        released = list(space.released.values())
+        guard = Guard(export_subnet(released[len(released) // 2], settings.run.model_format))
+        truth_by_key = measure_subnets(sess, pool + held, space.stage_names, guard)
+    finally:
+        sess.close()
+    flat = lut.flat()
+    nets = {subnet_key(s): [(b, flat[b.key]) for b in space.blocks_of(s)] for s in pool + held}
+    held = [s for s in held if subnet_key(s) in truth_by_key]
+    y = np.array([truth_by_key[subnet_key(s)] for s in held])
+    held_nets = [nets[subnet_key(s)] for s in held]
+    rows = [("plain sum of alone entries", "-", metrics.summary([sum(ms for _, ms in n) for n in held_nets], y))]
+    for k in sorted(args.fits):
+        fit = [pool[i] for i in np.linspace(0, len(pool) - 1, k).round().astype(int)] if k else []
+        fit = [s for s in dict.fromkeys(fit) if subnet_key(s) in truth_by_key]
+        fy = [truth_by_key[subnet_key(s)] for s in fit]
+        comp = probe.fit([nets[subnet_key(s)] for s in fit], fy)
+        rows.append((f"composed entries (probe {1e3 * probe.ms_per_weight_mb:.1f} µs/MB), fit {len(fit)}",
+                     f"x{comp.scale:.3f}, {1e3 * comp.ms_per_weight_mb:.1f} µs/MB",
+                     metrics.summary(comp.predict(held_nets), y)))
+        if len(fit) >= 5:
+            old = old_correction([nets[subnet_key(s)] for s in fit], fy)
+            rows.append((f"baseline: previous network correction, fit {len(fit)}", "9 terms",
+                         metrics.summary(old(held_nets), y)))
+    g = guard.report()
+    head = (f"# Whole networks from blocks, held-out, {target.serial}, TFLite {args.backend}, "
+            f"{args.threads} thread(s)\n\n"
+            f"{len(held)} held-out networks drawn at random (seed {args.seed + 1}), never used in any fit or choice; "
+            f"the fitting networks are spread over the MACs range (seed {args.seed}). LUT: {lut.count('measured')} "
+            f"measured + {lut.count('predicted')} predicted entries. Noise floor: a reference network (M) re-timed "
+            f"{g['checks']} times through the run, CV {100 * g['cv']:.1f}% ({g['disturbed']} disturbed checks, "
+            f"{g['waited_s']:.0f} s waited).\n\n")
+    lines = ["| prediction | terms | ±10% | ±5% | MAPE | RMSE ms |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {terms} | {100 * m['acc10']:.0f}% | {100 * m['acc5']:.0f}% | {100 * m['mape']:.1f}% | "
+              f"{m['rmse_ms']:.2f} |" for name, terms, m in rows]
+    text = head + "\n".join(lines) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

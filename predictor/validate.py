@@ -206,6 +206,9 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     serial, run, seed = sess.target.serial, cfg.settings.run, cfg.settings.protocol.seed
     lut = fit_lut(space, sess.measured(), serial, run.backend, seed)
     probes = measure_probes(sess, Summary(serial=serial))
+    if WEIGHT_STREAM.key not in probes:
+        raise ProfilerError(f"the weight-stream probe could not be measured on {serial} (see the store's failures "
+                            "table): without it block entries cannot be composed into networks")
     probe = Composition.from_probe(probes[WEIGHT_STREAM.key], WEIGHT_STREAM.weight_mb)
     fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
     released = list(space.released.values())  # the reference: a mid-size released network

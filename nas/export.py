@@ -8,11 +8,14 @@ written to a temporary name and renamed, so a crash never leaves a half-written 
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -27,8 +30,10 @@ from nas.blocks import BlockCfg
 from nas.codehash import graph_code_version
 from nas.modules import build_block, example_input, is_channel_last
 from nas.probes import WeightStreamProbe
+from nas.registry import create_space, list_spaces
+from nas.specs import resolve_subnet
 from nas.subnet import Subnet
-from nas.supernet import build_subnet
+from nas.supernet import Supernet, build_subnet
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +219,6 @@ def export_subnet(subnet: Subnet, fmt: Format, cache_dir: str | Path | None = No
 
 def _load_supernet_weights(space, checkpoint: Path) -> nn.Module:
     """A Supernet of `space` with the weights of a `nas.train` checkpoint (one-line errors as ValueError)."""
-    from nas.supernet import Supernet
-
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         net = Supernet(space)
@@ -232,13 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m nas.export --subnet SPEC --format tflite|onnx --out PATH [--checkpoint C]`: write that
     subnet's model, the same graph the profiler and predictor.validate measure (random weights, or a
     trained supernet's)."""
-    import argparse
-    import shutil
-    import sys
-
-    from nas.registry import create_space, list_spaces
-    from nas.specs import resolve_subnet
-
     ap = argparse.ArgumentParser(prog="python -m nas.export", description=main.__doc__.split("\n")[0])
     ap.add_argument("--subnet", required=True, metavar="SPEC", help="released name, min, max, or a subnet JSON")
     ap.add_argument("--format", required=True, choices=FORMATS)

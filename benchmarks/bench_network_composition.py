@@ -4,9 +4,10 @@
 
 Needs the device's block measurements in the store (`profiler.run --budget 300`). Draws a pool of
 fitting networks spread over the MACs range and `--n` held-out networks at random (disjoint, seeded),
-measures those not yet in the store (a reference network re-timed between chunks), and prints, on
-the held-out networks only: the plain sum of alone entries, the composed entries with the probe's
-term alone (fit 0) and refined on 5, 10, 30 networks, and as the baseline the network correction this
+measures those not yet in the store (a reference network re-timed around every chunk), times the
+weight-stream probes before and after them, and prints, on the held-out networks only: the plain sum
+of alone entries, the composed entries from blocks and probes alone (fit 0) and refined on 5, 10, 30
+networks, and as the baseline the network correction this
 project used before (per-type scales, a per-MB, a per-block and a per-graph term, ridge 0.5; fitted on
 the same networks). Writes benchmarks/results/network_composition.md.
 """
@@ -23,13 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 from nas.blocks import BLOCK_TYPES  # noqa: E402
 from nas.export import export_subnet  # noqa: E402
-from nas.probes import WEIGHT_STREAM  # noqa: E402
 from nas.registry import create_space  # noqa: E402
 from predictor import metrics  # noqa: E402
 from predictor.composition import Composition, weight_mb  # noqa: E402
-from predictor.validate import draw_networks, fit_lut  # noqa: E402
+from predictor.validate import draw_networks, fit_lut, probe_curve  # noqa: E402
 from profiler.networks import Guard, measure_subnets, subnet_key  # noqa: E402
-from profiler.session import DeviceSession, ProfileJob, Summary, measure_probes  # noqa: E402
+from profiler.session import DeviceSession, ProfileJob  # noqa: E402
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings  # noqa: E402
 from profiler.targets import open_target  # noqa: E402
 
@@ -70,14 +70,16 @@ def main() -> int:
     sess = DeviceSession(ProfileJob(target.serial, (), settings, args.store), target)
     try:
         lut = fit_lut(space, sess.measured(), target.serial, args.backend, args.seed)
-        probes = measure_probes(sess, Summary(serial=target.serial))
-        probe = Composition.from_probe(probes[WEIGHT_STREAM.key], WEIGHT_STREAM.weight_mb)
+        before = probe_curve(sess)
         pool, held = draw_networks(space, max(args.fits), args.n, args.seed)  # the pool is sorted by MACs
         released = list(space.released.values())
         guard = Guard(export_subnet(released[len(released) // 2], settings.run.model_format))
         truth_by_key = measure_subnets(sess, pool + held, space.stage_names, guard)
+        after = probe_curve(sess)
     finally:
         sess.close()
+    probe = Composition.from_probes({mb: (before[mb] + after[mb]) / 2 for mb in before})
+    shift = max(abs(after[mb] / before[mb] - 1) for mb in before)
     flat = lut.flat()
     nets = {subnet_key(s): [(b, flat[b.key]) for b in space.blocks_of(s)] for s in pool + held}
     held = [s for s in held if subnet_key(s) in truth_by_key]
@@ -89,21 +91,24 @@ def main() -> int:
         fit = [s for s in dict.fromkeys(fit) if subnet_key(s) in truth_by_key]
         fy = [truth_by_key[subnet_key(s)] for s in fit]
         comp = probe.fit([nets[subnet_key(s)] for s in fit], fy)
-        rows.append((f"composed entries (probe {1e3 * probe.ms_per_weight_mb:.1f} µs/MB), fit {len(fit)}",
-                     f"x{comp.scale:.3f}, {1e3 * comp.ms_per_weight_mb:.1f} µs/MB",
+        rows.append((f"composed entries (probe curve), fit {len(fit)}",
+                     f"x{comp.scale:.3f}, weights x{comp.weight_scale:.3f}",
                      metrics.summary(comp.predict(held_nets), y)))
         if len(fit) >= 5:
             old = old_correction([nets[subnet_key(s)] for s in fit], fy)
             rows.append((f"baseline: previous network correction, fit {len(fit)}", "9 terms",
                          metrics.summary(old(held_nets), y)))
     g = guard.report()
-    head = (f"# Whole networks from blocks, held-out, {target.serial}, TFLite {args.backend}, "
+    curve = ", ".join(f"{mb:.0f} MB {1e3 * ms / mb:.0f}" for mb, ms in zip(probe.curve_mb, probe.curve_ms))
+    runtime = "ONNX Runtime" if args.backend == "onnx" else f"TFLite {args.backend}"
+    head = (f"# Whole networks from blocks, held-out, {target.serial}, {runtime}, "
             f"{args.threads} thread(s)\n\n"
             f"{len(held)} held-out networks drawn at random (seed {args.seed + 1}), never used in any fit or choice; "
             f"the fitting networks are spread over the MACs range (seed {args.seed}). LUT: {lut.count('measured')} "
             f"measured + {lut.count('predicted')} predicted entries. Noise floor: a reference network (M) re-timed "
             f"{g['checks']} times through the run, CV {100 * g['cv']:.1f}% ({g['disturbed']} disturbed checks, "
-            f"{g['waited_s']:.0f} s waited).\n\n")
+            f"{g['waited_s']:.0f} s waited, {g['remeasured_chunks']} chunks measured again). Weight-stream probes "
+            f"(µs per MB): {curve}; they moved {100 * shift:.1f}% between before and after the networks.\n\n")
     lines = ["| prediction | terms | ±10% | ±5% | MAPE | RMSE ms |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | {terms} | {100 * m['acc10']:.0f}% | {100 * m['acc5']:.0f}% | {100 * m['mape']:.1f}% | "
               f"{m['rmse_ms']:.2f} |" for name, terms, m in rows]

@@ -1,5 +1,5 @@
 """Network latency of subnets from one LUT: the sum of their blocks' in-network entries (the LUT's
-`predictor.composition` folded into each entry once), vectorised in numpy."""
+`predictor.composition` applied to the sums of alone entries and weight MB), vectorised in numpy."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -9,7 +9,7 @@ import numpy as np
 from nas.blocks import parse_key
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
-from predictor.composition import Composition
+from predictor.composition import Composition, weight_mb
 from predictor.lut import Lut
 from predictor.lut_io import LutFormatError
 from predictor.subnet_index import SubnetIndexer
@@ -29,7 +29,7 @@ class SubnetPredictor:
     """Precomputed index over one LUT; `predict(subnets)` sums entries in numpy.
 
     `composition` (default: the LUT's own, `Composition.of_lut`; pass `plain=True` for the plain sum of
-    the alone entries) is folded into the entries once."""
+    the alone entries) turns each subnet's sums of alone entries and of weight MB into its latency."""
 
     def __init__(self, lut: Lut | Mapping[str, float], space: SearchSpace,
                  composition: Composition | None = None, plain: bool = False) -> None:
@@ -38,11 +38,9 @@ class SubnetPredictor:
             composition = Composition.of_lut(lut)
         self.composition = None if plain else composition
         self.indexer = SubnetIndexer(space, list(flat))
-        if self.composition is not None:
-            entries = (self.composition.entry(parse_key(k), v) for k, v in flat.items())
-        else:
-            entries = iter(flat.values())
-        self.values = np.append(np.fromiter(entries, dtype=float, count=len(flat)), 0.0)  # [-1]: padding
+        self.values = np.append(np.fromiter(flat.values(), dtype=float, count=len(flat)), 0.0)  # [-1]: padding
+        self.weight_mb = (np.append([weight_mb(parse_key(k)) for k in flat], 0.0)
+                          if self.composition is not None else None)
 
     def predict_codes(self, codes: np.ndarray) -> np.ndarray:
         """Latency (ms) of subnets encoded by `self.indexer.encode`. Raises MissingKeyError."""
@@ -50,7 +48,10 @@ class SubnetPredictor:
         missing, row = self.indexer.missing(index, count)
         if missing:
             raise MissingKeyError(missing, row, self.indexer.space.name)
-        return (self.values[index] * count).sum(1)
+        alone = (self.values[index] * count).sum(1)
+        if self.composition is None or self.weight_mb is None:
+            return alone
+        return self.composition.network_ms(alone, (self.weight_mb[index] * count).sum(1))
 
     def predict(self, subnets: Sequence[Subnet]) -> np.ndarray:
         """Latency (ms) of each subnet. Raises InvalidSubnet, MissingKeyError."""

@@ -5,14 +5,15 @@
 
 Fits the block predictor to the device's block measurements in the store (the device is its
 fingerprint, read first), fills the LUT and makes its entries compose from the device's
-weight-stream probe (`predictor.composition`). Then it exports and measures two disjoint sets of
-whole subnets with the same run settings as `profiler.run`: `--fit N` networks (spread over the
-MACs range; may be 0) on which the composition is refined, and `--n M` held-out networks drawn at
-random from the space, used for nothing but the score. The held-out figures are the report's top
-level (`n`, `acc10`, `acc5`, `mape`, `rmse_ms`); the plain sum of alone entries and the probe-only
-composition are beside them. A reference network is re-timed between chunks (disturbed periods are
-waited out) and a few networks are re-measured: the run's own noise floor; a run noisier than
-`--max-noise` is flagged. `validate(ValidateConfig)` is the same as a function.
+weight-stream probes (`predictor.composition`), timed before and after the networks. Then it
+exports and measures two disjoint sets of whole subnets with the same run settings as `profiler.run`:
+`--fit N` networks (spread over the MACs range; may be 0) on which the composition is refined, and
+`--n M` held-out networks drawn at random from the space, used for nothing but the score. The
+held-out figures are the report's top level (`n`, `acc10`, `acc5`, `mape`, `rmse_ms`); the plain sum
+of alone entries and the probe-only composition are beside them. A reference network is re-timed
+around every chunk (disturbed periods are waited out, a chunk that ends disturbed is measured again)
+and a few networks are re-measured: the run's own noise floor; a run noisier than `--max-noise`, or
+whose probes moved, is flagged. `validate(ValidateConfig)` is the same as a function.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from nas.costs import subnet_costs
 from nas.export import export_subnet
-from nas.probes import WEIGHT_STREAM
+from nas.probes import weight_stream_curve
 from nas.registry import create_space
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
@@ -197,6 +198,18 @@ def validate(cfg: ValidateConfig) -> dict:
         sess.close()
 
 
+def probe_curve(sess: DeviceSession) -> dict[float, float]:
+    """The weight-stream probes timed now (MB -> ms): the in-network term of the networks measured beside them."""
+    done = measure_probes(sess, Summary(serial=sess.target.serial))
+    curve = weight_stream_curve(sess.job.protocol.probe_mb)
+    missing = [p.key for p in curve if p.key not in done]
+    if missing:
+        raise ProfilerError(f"the weight-stream probe(s) {', '.join(missing)} could not be measured on "
+                            f"{sess.target.serial} (see the store's failures table): without them block entries "
+                            "cannot be composed into networks")
+    return {p.weight_mb: done[p.key] for p in curve}
+
+
 def _networks(space: SearchSpace, lut: Lut, subnets: list[Subnet]) -> list[Network]:
     flat = lut.flat()
     return [[(b, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
@@ -205,15 +218,14 @@ def _networks(space: SearchSpace, lut: Lut, subnets: list[Subnet]) -> list[Netwo
 def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> dict:
     serial, run, seed = sess.target.serial, cfg.settings.run, cfg.settings.protocol.seed
     lut = fit_lut(space, sess.measured(), serial, run.backend, seed)
-    probes = measure_probes(sess, Summary(serial=serial))
-    if WEIGHT_STREAM.key not in probes:
-        raise ProfilerError(f"the weight-stream probe could not be measured on {serial} (see the store's failures "
-                            "table): without it block entries cannot be composed into networks")
-    probe = Composition.from_probe(probes[WEIGHT_STREAM.key], WEIGHT_STREAM.weight_mb)
+    before = probe_curve(sess)
     fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
     released = list(space.released.values())  # the reference: a mid-size released network
     guard = Guard(export_subnet(released[len(released) // 2] if released else held[0], run.model_format))
     truth_by_key = measure_subnets(sess, fitting + held, space.stage_names, guard)
+    after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
+    probe = Composition.from_probes({mb: (before[mb] + after[mb]) / 2 for mb in before})
+    curve_shift = max(abs(after[mb] / before[mb] - 1) for mb in before)
     fitting = [s for s in fitting if subnet_key(s) in truth_by_key]
     held = [s for s in held if subnet_key(s) in truth_by_key]
     if len(held) < 2:
@@ -229,8 +241,8 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
                     **metrics.summary(pred, truth),
                     "fit": {"networks": len(fitting), "composition": composition.get_state()},
                     "composed_fit0": metrics.summary(fit0, truth), "block_sum": metrics.summary(plain, truth),
-                    "probe": {"key": WEIGHT_STREAM.key, "ms": probes[WEIGHT_STREAM.key],
-                              "ms_per_weight_mb": probe.ms_per_weight_mb}}
+                    "probes": {"weight_mb": list(probe.curve_mb), "before_ms": [before[m] for m in probe.curve_mb],
+                               "after_ms": [after[m] for m in probe.curve_mb], "shift": curve_shift}}
     lut.meta[META_KEY] = composition.get_state()
     if cfg.lut_out:
         save_lut(lut, cfg.lut_out)
@@ -238,9 +250,11 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     report["noise_floor"] = noise_floor(sess, noisy, cfg.noise_repeats) if cfg.noise_networks > 0 else None
     report["noise_floor_reference"] = guard.report()
     cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"]]
-    report["noisy"] = (f"the device was noisy during this run (CV {100 * max(cvs):.1f}% > "
-                       f"{100 * cfg.max_noise:.1f}%): its figures are not meaningful; re-run on a quiet device"
-                       if max(cvs) > cfg.max_noise else None)
+    why = [f"CV {100 * max(cvs):.1f}% > {100 * cfg.max_noise:.1f}%"] if max(cvs) > cfg.max_noise else []
+    if curve_shift > guard.tolerance:
+        why.append(f"the weight-stream probes moved {100 * curve_shift:.0f}% between the start and the end")
+    report["noisy"] = (f"the device was noisy during this run ({'; '.join(why)}): its figures are not meaningful; "
+                       "re-run on a quiet device" if why else None)
     report["lut"] = {"measured": lut.count("measured"), "predicted": lut.count("predicted")}
     report["settings"] = {"run": run.to_dict(), "protocol": cfg.settings.protocol.to_dict(), "seed": seed,
                           "fit": cfg.fit, "n": cfg.n}

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from nas.blocks import BlockCfg
 from nas.searchspace import SearchSpace
 from profiler.plan import shuffled
-from profiler.session import ProfileJob, Summary, measure_blocks, measure_probes, open_session, run_until_stopped
+from profiler.session import ProfileJob, Summary, measure_blocks, open_session, run_until_stopped
 from profiler.targets import Target
 
 MeasureBatch = Callable[[list[BlockCfg]], list[float]]  # blocks -> latency_ms each (nan: failed)
@@ -52,8 +52,4 @@ def profile_adaptive(job: ProfileJob, space: SearchSpace, budget: int, chooser: 
         stored.update(new)
         return [stored.get(b.key, float("nan")) for b in batch]  # nan: failed, recorded in the store
 
-    def work() -> None:
-        measure_probes(sess, summary, stop)
-        chooser(space, blocks, budget, measure, job.protocol.seed)
-
-    return run_until_stopped(sess, summary, bar, t0, work)
+    return run_until_stopped(sess, summary, bar, t0, lambda: chooser(space, blocks, budget, measure, job.protocol.seed))

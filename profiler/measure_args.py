@@ -33,6 +33,8 @@ def add_measure_arguments(ap: argparse.ArgumentParser, runs: int = 50, export_wo
     g.add_argument("--max-spread", type=float, default=ProtocolSettings.max_spread,
                    help="re-measure when (p90-p10)/median exceeds this")
     g.add_argument("--seed", type=int, default=0, help="seed of the measuring order (and of any random pick)")
+    g.add_argument("--probe-mb", type=positive_int, nargs="+", default=list(ProtocolSettings.probe_mb),
+                   help="MB of weights of each weight-stream probe (the in-network term's curve)")
     g.add_argument("--export-workers", type=positive_int, default=export_workers,
                    help="convert models in this many processes before measuring (1 = convert as we go)")
 
@@ -42,5 +44,6 @@ def measure_settings_from_args(args: argparse.Namespace) -> MeasureSettings:
     runner = args.runner or ("tflite-benchmark" if args.benchmark_binary else "linux-python")
     run = RunSettings(runner=runner, backend=args.backend, threads=args.threads, warmup_runs=args.warmup,
                       num_runs=args.runs, cpu_mask=args.cpu_mask)
-    return MeasureSettings(run, ProtocolSettings(max_spread=args.max_spread, seed=args.seed), args.benchmark_binary,
+    return MeasureSettings(run, ProtocolSettings(max_spread=args.max_spread, seed=args.seed,
+                                                probe_mb=tuple(args.probe_mb)), args.benchmark_binary,
                            args.export_workers)

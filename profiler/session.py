@@ -145,12 +145,13 @@ class DeviceSession:
                 self.target.reconnect(self.job.protocol.reconnect_s)
         raise AssertionError("unreachable")
 
-    def store_result(self, kind: str, key: str, res: BlockResult, started: float, extra: dict | None = None) -> None:
+    def store_result(self, kind: str, key: str, res: BlockResult, started: float, extra: dict | None = None,
+                     replace: bool = False) -> None:
         r = self.job.run
         info = {**res.samples.info, "timings_s": res.timings_s, **(extra or {})}
         self.store.add(MeasurementRow(self.device_id, r.runner, r.backend, r.threads, kind, key,
                                       res.stats["median_ms"], res.samples.samples_us, res.stats, res.attempts,
-                                      self.settings, info, started, time.time()), self.run_id)
+                                      self.settings, info, started, time.time()), self.run_id, replace)
 
     def record_failure(self, kind: str, key: str, error: str) -> None:
         r = self.job.run
@@ -167,9 +168,10 @@ class RunStopped(ProfilerError):
 
 def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: Callable[[T], str],
                    convert: Callable[[T], Path], summary: Summary, bar: tqdm, stop: threading.Event | None,
-                   extra_of: Callable[[T], dict] | None = None, prefetched: bool = False) -> dict[str, float]:
-    """Convert (in a pool when asked, unless `prefetched`), measure and store each item; failures are
-    recorded and skipped.
+                   extra_of: Callable[[T], dict] | None = None, prefetched: bool = False,
+                   replace: bool = False) -> dict[str, float]:
+    """Convert (in a pool when asked, unless `prefetched`), measure and store each item (overwriting what
+    the store holds for it with `replace`); failures are recorded and skipped.
 
     Returns key -> latency_ms of the items measured now. Raises RunStopped on a lasting disconnect."""
     job = sess.job
@@ -198,7 +200,7 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
             summary.failures.append(f"{key}: {err}")
             sess.record_failure(kind, key, err)
         else:
-            sess.store_result(kind, key, res, started, extra_of(item) if extra_of else None)
+            sess.store_result(kind, key, res, started, extra_of(item) if extra_of else None, replace)
             summary.measured += 1
             out[key] = res.stats["median_ms"]
         bar.update(1)
@@ -220,22 +222,17 @@ PROBE_KIND = "probe"
 
 
 def measure_probes(sess: DeviceSession, summary: Summary, stop: threading.Event | None = None) -> dict[str, float]:
-    """The device probes (`nas.probes`), measured once per device and run settings: key -> latency_ms.
-    The predictor turns them into the in-network term that makes block entries compose."""
+    """The device probes (`nas.probes.weight_stream_curve` of the protocol's sizes), timed now: key -> latency_ms
+    (stored as kind 'probe'). Timed beside the networks they are used for, not with the blocks: the curve
+    moves when a shared cache's other users change. A probe that fails is in the failures table."""
     from nas.export import export_probe  # torch and the converters load only once a device is ready
-    from nas.probes import WEIGHT_STREAM
+    from nas.probes import weight_stream_curve
 
-    done = sess.measured(PROBE_KIND)
-    if WEIGHT_STREAM.key not in done:
-        with tqdm(total=1, desc=f"{summary.serial} probe", unit="model", leave=False, dynamic_ncols=True) as bar:
-            probe_summary = Summary(serial=summary.serial, total=1)
-            done.update(measure_models(sess, [WEIGHT_STREAM], PROBE_KIND, lambda p: p.key,
-                                       partial(export_probe, fmt=sess.job.run.model_format), probe_summary, bar, stop,
-                                       lambda p: {"weight_mb": p.weight_mb}))
-            if probe_summary.failures:  # blocks can still be profiled; validate refuses without the probe
-                log.warning("%s: the device probe could not be measured (%s); its blocks are measured anyway",
-                            summary.serial, probe_summary.failures[0])
-    return done
+    probes = weight_stream_curve(sess.job.protocol.probe_mb)
+    with tqdm(total=len(probes), desc=f"{summary.serial} probes", unit="model", leave=False, dynamic_ncols=True) as bar:
+        return measure_models(sess, probes, PROBE_KIND, lambda p: p.key,
+                              partial(export_probe, fmt=sess.job.run.model_format), summary, bar, stop,
+                              lambda p: {"weight_mb": p.weight_mb}, replace=True)
 
 
 def open_session(job: ProfileJob, target: Target | None, summary: Summary) -> DeviceSession | None:
@@ -263,11 +260,7 @@ def profile_device(job: ProfileJob, stop: threading.Event | None = None, target:
     summary.skipped = len(blocks) - len(todo)
     bar = tqdm(total=len(blocks), initial=summary.skipped, desc=summary.serial, unit="block",
                position=job.progress_position, leave=True, dynamic_ncols=True)
-    def work() -> None:
-        measure_probes(sess, summary, stop)
-        measure_blocks(sess, todo, summary, bar, stop)
-
-    return run_until_stopped(sess, summary, bar, t0, work)
+    return run_until_stopped(sess, summary, bar, t0, lambda: measure_blocks(sess, todo, summary, bar, stop))
 
 
 def run_until_stopped(sess: DeviceSession, summary: Summary, bar: tqdm, t0: float,

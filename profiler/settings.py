@@ -58,10 +58,15 @@ class ProtocolSettings:
     seed: int = 0  # order of blocks (shuffled so drift does not bias one block type)
     reconnect_s: float = 60.0  # wait this long for a lost device before giving up
     disconnect_retries: int = 3  # per block
+    # MB of weights each weight-stream probe cycles through (nas.probes): the in-network term's curve
+    probe_mb: tuple[int, ...] = (8, 16, 32, 48, 64, 96, 128)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_spread) and self.max_spread > 0):
             raise ValueError(f"--max-spread {self.max_spread} must be a positive number")
+        mb = list(self.probe_mb)
+        if not mb or any(not isinstance(m, int) or m < 1 for m in mb) or mb != sorted(set(mb)):
+            raise ValueError(f"--probe-mb {' '.join(map(str, mb))}: give increasing whole MB sizes >= 1")
         if self.max_attempts < 1 or self.batch_size < 1:
             raise ValueError("max_attempts and batch_size must be >= 1")
 

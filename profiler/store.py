@@ -289,16 +289,21 @@ class Store:
         self._write("UPDATE runs SET finished=? WHERE id=?", (time.time(), run_id))
 
     # ---- measurements -----------------------------------------------------------------------
-    def add(self, m: MeasurementRow, run_id: int | None = None) -> bool:
-        """Insert one measurement; False when it was already there (a re-run never duplicates)."""
+    def add(self, m: MeasurementRow, run_id: int | None = None, replace: bool = False) -> bool:
+        """Insert one measurement; False when it was already there (a re-run never duplicates). With
+        `replace` a measurement already there is overwritten: a re-timing that supersedes it (a probe timed
+        beside new networks, a network measured again because its period was disturbed)."""
         s = m.stats
+        cols = ("run_id", "latency_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "spread", "n_samples",
+                "samples_us_json", "attempts", "settings_json", "info_json", "started_at", "finished_at")
+        conflict = ("DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in cols)) if replace else "DO NOTHING"
         try:
             cur = self.conn.execute(
                 "INSERT INTO measurements (device_id, run_id, runner, backend, threads, kind, key, latency_ms,"
                 " mean_ms, std_ms, min_ms, max_ms, spread, n_samples, samples_us_json, attempts, settings_json,"
                 " info_json, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 # only the uniqueness conflict is ignored: a CHECK failure (latency <= 0) still raises
-                " ON CONFLICT (device_id, runner, backend, threads, kind, key) DO NOTHING",
+                " ON CONFLICT (device_id, runner, backend, threads, kind, key) " + conflict,
                 (m.device_id, run_id, m.runner, m.backend, m.threads, m.kind, m.key, m.latency_ms,
                  s.get("mean_ms"), s.get("std_ms"), s.get("min_ms"), s.get("max_ms"), s.get("spread"),
                  len(m.samples_us), json.dumps(list(m.samples_us)), m.attempts,

@@ -131,16 +131,21 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     plain = np.array([sum(lut[b.key] for b in space.blocks_of(s)) for s in subnets])
     np.testing.assert_allclose(predict_subnets(lut, subnets, space), plain, rtol=1e-12)
     nets = [[(b, lut[b.key]) for b in space.blocks_of(s)] for s in subnets]
-    # in a network each block re-fetches its weights: 0.04 ms/MB, as a probe of 3.2 ms over 80 MB says
-    probe = Composition.from_probe(3.2, 80.0)
-    truth = np.array([sum(ms + 0.04 * weight_mb(b) for b, ms in n) for n in nets])
+    # in a network each block re-fetches its weights; the probes say 0.04 ms/MB up to 48 MB, 0.08 from 64 MB
+    probe = Composition.from_probes({8: 0.32, 48: 1.92, 64: 5.12, 128: 10.24})
+    w_net = np.array([sum(weight_mb(b) for b, _ in n) for n in nets])
+    assert w_net.min() < 48 and w_net.max() > 64  # the space spans both sides of the step
+    per_mb = np.interp(np.clip(w_net, 8, 128), [8, 48, 64, 128], [0.32, 1.92, 5.12, 10.24]) / np.clip(w_net, 8, 128)
+    truth = np.array([sum(ms + p * weight_mb(b) for b, ms in n) for n, p in zip(nets, per_mb)])
     np.testing.assert_allclose(probe.predict(nets), truth, rtol=1e-12)
     np.testing.assert_allclose(SubnetPredictor(lut, space, probe).predict(subnets), truth, rtol=1e-9)
-    # the device is 10% slower and re-fetches at 0.05 ms/MB: a fit on a few networks finds it
-    slower = np.array([1.1 * sum(ms + 0.05 * weight_mb(b) for b, ms in n) for n in nets])
+    np.testing.assert_allclose([sum(probe.entries(n)) for n in nets[:5]], truth[:5], rtol=1e-12)  # entries sum up
+    assert probe.ms_per_weight_mb(1.0) == pytest.approx(0.04) and probe.ms_per_weight_mb(500.0) == pytest.approx(0.08)
+    # the device is 10% slower and its weights cost 1.3x what the probes say: a fit on a few networks finds it
+    slower = np.array([1.1 * sum(ms + 1.3 * p * weight_mb(b) for b, ms in n) for n, p in zip(nets, per_mb)])
     fitted = probe.fit(nets[:10], slower[:10], ridge=1e-9)
-    assert fitted.scale == pytest.approx(1.1, rel=1e-6) and fitted.ms_per_weight_mb == pytest.approx(0.05, rel=1e-6)
-    assert fitted.fitted_networks == 10 and fitted.probe_ms_per_weight_mb == pytest.approx(0.04)
+    assert fitted.scale == pytest.approx(1.1, rel=1e-6) and fitted.weight_scale == pytest.approx(1.3, rel=1e-6)
+    assert fitted.fitted_networks == 10 and fitted.curve_ms == probe.curve_ms
     np.testing.assert_allclose(SubnetPredictor(lut, space, fitted).predict(subnets), slower, rtol=1e-6)
     one = probe.fit(nets[:1], slower[:1])  # one network: the ridge keeps it near the probe's values
     assert abs(one.predict(nets[:1])[0] - slower[0]) < abs(probe.predict(nets[:1])[0] - slower[0])
@@ -302,14 +307,19 @@ def test_missing_lut_key_names_the_key(space, blocks, device):
 
 
 def test_composition_state_is_versioned_and_checked():
-    comp = Composition.from_probe(3.2, 80.0)
+    comp = Composition.from_probes({8: 0.3, 32: 1.2, 64: 4.0})
     state = comp.get_state()
-    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 1
-    assert Composition.from_state(state) == comp
-    for bad, msg in [({**state, "format_version": 2}, "version 2"), ({**state, "format": "x"}, "'x'"),
-                     ({**state, "scale": -1.0}, "non-positive"), ({**state, "extra": 1.0}, "malformed")]:
+    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 2
+    assert Composition.from_state(json.loads(json.dumps(state))) == comp
+    v1 = {"format": "mobilevit-nas/composition", "format_version": 1, "ms_per_weight_mb": 0.036, "scale": 1.0}
+    for bad, msg in [(v1, "version 1 cannot be read.*made another way"), ({**state, "format": "x"}, "'x'"),
+                     ({**state, "scale": -1.0}, "non-positive"), ({**state, "extra": 1.0}, "malformed"),
+                     ({**state, "curve_mb": [8, 64, 32]}, "must increase"), ({**state, "curve_ms": [1.0]}, "positive"),
+                     ({**state, "curve_ms": [0.3, 1.2, -4.0]}, "positive")]:
         with pytest.raises(LutFormatError, match=msg):
             Composition.from_state(bad)
+    with pytest.raises(ValueError, match="not usable"):
+        Composition.from_probes({8: 0.0})
 
 
 def test_lut_made_before_entries_composed_is_refused(space):
@@ -347,7 +357,7 @@ def test_predict_cli_prints_one_json_line_per_subnet(tmp_path, capsys, space):
     assert plain[0]["subnet"] == "T1" and plain[1]["subnet"] == space.subnet("S1").to_dict(space.stage_names)
     assert plain[0]["latency_ms"] == pytest.approx(SubnetPredictor(lut, space).predict([space.subnet("T1")])[0])
     assert "no in-network composition" in out.err
-    lut.meta[META_KEY] = Composition.from_probe(1.0, 32.0).get_state()
+    lut.meta[META_KEY] = Composition.from_probes({32: 1.0}).get_state()
     save_lut(lut, tmp_path / "lut.json")
     assert predict_main(["--lut", str(tmp_path / "lut.json"), "--subnet", "T1"]) == 0
     composed = json.loads(capsys.readouterr().out)

@@ -32,6 +32,9 @@ def test_one_row_per_measurement_and_no_duplicates(tmp_path: Path):
         assert not s.add(_row(dev, "k1", 2.0))  # a re-run never duplicates
         assert s.add(_row(dev, "k2"))
         assert s.latencies(dev) == {"k1": 1.0, "k2": 1.0}
+        assert s.add(_row(dev, "k1", 3.0), replace=True)  # a re-timing that supersedes (a disturbed chunk)
+        assert s.latencies(dev) == {"k1": 3.0, "k2": 1.0}
+        assert s.conn.execute("SELECT COUNT(*), MAX(mean_ms) FROM measurements").fetchone() == (2, 3.0)
 
 
 def test_a_device_is_its_fingerprint_not_its_serial(tmp_path: Path):

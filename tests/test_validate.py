@@ -18,7 +18,7 @@ from predictor.validate import main as validate_main
 from profiler.run import main as run_main
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--runs", "5", "--warmup", "1"]
+FAST = ["--runs", "5", "--warmup", "1", "--probe-mb", "2", "4"]
 
 def test_subnets_spread_over_macs_range():
     space = create_space("elasticvit")
@@ -56,7 +56,9 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     held = {p["subnet"] for p in report["pairs"]}
     assert len(held) == 2 and not held & {p["subnet"] for p in report["fit_pairs"]}  # scored on unseen networks
     assert all(p["measured_ms"] > 0 and p["predicted_ms"] > p["plain_ms"] > 0 for p in report["pairs"])
-    assert report["probe"]["ms_per_weight_mb"] > 0 and report["noise_floor_reference"]["checks"] >= 1
+    probes = report["probes"]
+    assert probes["weight_mb"] == [2.0, 4.0] and all(ms > 0 for ms in probes["before_ms"] + probes["after_ms"])
+    assert report["noise_floor_reference"]["checks"] >= 2  # before and after the chunk
     assert Path(report["plot"]).stat().st_size > 10_000
     # one file carries the LUT and its composition; the search and predictor.predict read it
     lut = open_lut(tmp_path / "lut.json")
@@ -68,7 +70,9 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     with sqlite3.connect(store) as c:
         assert c.execute("SELECT COUNT(*) FROM validations").fetchone()[0] == 1
         assert c.execute("SELECT COUNT(*) FROM measurements WHERE kind='network'").fetchone()[0] == 4
-        assert c.execute("SELECT COUNT(*) FROM measurements WHERE kind='probe'").fetchone()[0] == 1
+        # validate's probes: the timing after the networks replaced the one before (both are in the report)
+        rows = c.execute("SELECT key, latency_ms FROM measurements WHERE kind='probe' ORDER BY key").fetchall()
+        assert [r[1] for r in rows] == probes["after_ms"]
 
 
 @pytest.mark.slow

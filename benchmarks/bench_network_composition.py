@@ -23,11 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nas.blocks import BLOCK_TYPES  # noqa: E402
-from nas.export import export_subnet  # noqa: E402
 from nas.registry import create_space  # noqa: E402
 from predictor import metrics  # noqa: E402
 from predictor.composition import Composition, weight_mb  # noqa: E402
-from predictor.validate import draw_networks, fit_lut, probe_curve  # noqa: E402
+from predictor.validate import draw_networks, fit_lut, probe_curve, reference_model  # noqa: E402
 from profiler.networks import Guard, measure_subnets, subnet_key  # noqa: E402
 from profiler.session import DeviceSession, ProfileJob  # noqa: E402
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings  # noqa: E402
@@ -72,8 +71,7 @@ def main() -> int:
         lut = fit_lut(space, sess.measured(), target.serial, args.backend, args.seed)
         before = probe_curve(sess)
         pool, held = draw_networks(space, max(args.fits), args.n, args.seed)  # the pool is sorted by MACs
-        released = list(space.released.values())
-        guard = Guard(export_subnet(released[len(released) // 2], settings.run.model_format))
+        guard = Guard(reference_model(space, held[0], settings.run.model_format))
         truth_by_key = measure_subnets(sess, pool + held, space.stage_names, guard)
         after = probe_curve(sess)
     finally:

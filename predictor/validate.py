@@ -210,6 +210,17 @@ def probe_curve(sess: DeviceSession) -> dict[float, float]:
     return {p.weight_mb: done[p.key] for p in curve}
 
 
+def reference_model(space: SearchSpace, fallback: Subnet, fmt: str) -> Path:
+    """The guard's reference: a mid-size released network (else `fallback`), converted."""
+    released = list(space.released.values())
+    sub = released[len(released) // 2] if released else fallback
+    try:
+        return export_subnet(sub, fmt)
+    except Exception as e:  # noqa: BLE001 - a converter's failure is reported in one line, not as a traceback
+        raise ProfilerError(f"could not convert the reference network to {fmt}: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}") from e
+
+
 def _networks(space: SearchSpace, lut: Lut, subnets: list[Subnet]) -> list[Network]:
     flat = lut.flat()
     return [[(b, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
@@ -220,8 +231,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     lut = fit_lut(space, sess.measured(), serial, run.backend, seed)
     before = probe_curve(sess)
     fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
-    released = list(space.released.values())  # the reference: a mid-size released network
-    guard = Guard(export_subnet(released[len(released) // 2] if released else held[0], run.model_format))
+    guard = Guard(reference_model(space, held[0], run.model_format))
     truth_by_key = measure_subnets(sess, fitting + held, space.stage_names, guard)
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
     probe = Composition.from_probes({mb: (before[mb] + after[mb]) / 2 for mb in before})

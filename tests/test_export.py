@@ -121,6 +121,19 @@ def test_min_subnet_exports(fmt: export.Format, cache_dir: Path) -> None:
     assert rel_err(out, ref) < REL_TOL
 
 
+@pytest.mark.slow
+def test_released_subnet_exports_to_onnx(cache_dir: Path) -> None:
+    """M runs its attention blocks below the supernet's widest token grid and channels: elastic slicing by the
+    input's sizes must export as constants (the ONNX tracer once kept them symbolic and failed)."""
+    space = create_space("elasticvit")
+    sub = space.subnet("M")
+    x = torch.randn(1, 3, sub.resolution, sub.resolution, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = build_subnet(sub, space)(x).numpy()
+    out = run_onnx(export.export_subnet(sub, "onnx", cache_dir=cache_dir), x.numpy())
+    assert out.shape == (1, 1000) and rel_err(out, ref) < REL_TOL
+
+
 def test_cache_converts_once(cache_dir: Path) -> None:
     cfg = parse_key("transffn_2_48_2_hard_swish_ln")
     before = dict(export.conversions)

@@ -15,6 +15,7 @@ from predictor.composition import Composition
 from predictor.lut_io import open_lut
 from predictor.validate import draw_networks, spread_over_macs
 from predictor.validate import main as validate_main
+from profiler.errors import ProfilerError
 from profiler.run import main as run_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,3 +107,15 @@ def test_guard_waits_out_a_disturbed_period(tmp_path: Path):
     rep = guard.report()
     assert guard.timings_ms == [10.0, 10.2, 10.1] and rep["disturbed"] == 2 and rep["checks"] == 3
     assert rep["cv"] < 0.01
+
+
+def test_a_reference_that_cannot_be_converted_is_one_line(monkeypatch):
+    import predictor.validate as v
+
+    def broken(sub, fmt):
+        raise RuntimeError("Failed to export a node '%1539'\n  (a long converter trace)")
+
+    monkeypatch.setattr(v, "export_subnet", broken)
+    with pytest.raises(ProfilerError, match=r"^could not convert the reference network to onnx: RuntimeError: "
+                                            r"Failed to export a node '%1539'$"):
+        v.reference_model(create_space("elasticvit"), create_space("elasticvit").min_subnet(), "onnx")

@@ -43,7 +43,7 @@ class QKVLinear(nn.Module):
         return torch.cat([w[:c, :c], w[cm:cm + c, :c], w[2 * cm:2 * cm + c * v, :c]])
 
     def forward(self, x: torch.Tensor, v: int) -> torch.Tensor:
-        return F.linear(x, self.active_weight(x.shape[-1], v))
+        return F.linear(x, self.active_weight(int(x.shape[-1]), v))
 
     @torch.no_grad()
     def inherit_from(self, src: "QKVLinear") -> None:
@@ -94,7 +94,7 @@ class Attention(nn.Module):
         return take(self.rel_bias, heads).flatten(1)[:, idx].reshape(heads, n, n)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
+        b, n, c = (int(s) for s in x.shape)  # static per export: the ONNX tracer would keep them symbolic
         side, heads, d, v = math.isqrt(n), c // self.head_dim, self.head_dim, self.active_v
         qkv = self.qkv(self.norm(x), v)
         q, k, val = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]

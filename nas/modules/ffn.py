@@ -28,6 +28,6 @@ class FFN(nn.Module):
         self.active_mlp = mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[-1]
+        c = int(x.shape[-1])
         h = hswish(self.fc1(self.norm(x), c * self.active_mlp))
         return x + self.fc2(h, c)

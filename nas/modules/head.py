@@ -29,7 +29,7 @@ class Head(nn.Module):
         """Nothing to choose: every width follows the input's."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
+        b, n, c = (int(s) for s in x.shape)
         h = self.expand_fc(x, c * self.expand)
         h = hswish(self.expand_bn(h.reshape(b * n, -1)).reshape(b, n, -1))  # BN1d over channels
         h = hswish(self.hidden_fc(h.mean(1)))

@@ -22,14 +22,14 @@ hsigmoid = F.hardsigmoid
 def to_grid(x: torch.Tensor) -> torch.Tensor:
     """Tokens (B, side*side, C), row-major -> (B, C, side, side). Written as reshape to NHWC then
     permute, so the converter's own NCHW->NHWC transpose cancels and TFLite sees no TRANSPOSE."""
-    b, n, c = x.shape
+    b, n, c = (int(s) for s in x.shape)
     side = math.isqrt(n)
     return x.reshape(b, side, side, c).permute(0, 3, 1, 2)
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> tokens (B, H*W, C), row-major (the inverse of `to_grid`)."""
-    b, c = x.shape[:2]
+    b, c = (int(s) for s in x.shape[:2])
     return x.permute(0, 2, 3, 1).reshape(b, -1, c)
 
 
@@ -86,7 +86,7 @@ class ElasticConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, out: int | None = None) -> torch.Tensor:  # type: ignore[override]
         out = self.out_channels if out is None else out
-        w = take(self.weight, out, x.shape[1])
+        w = take(self.weight, out, int(x.shape[1]))
         b = None if self.bias is None else take(self.bias, out)
         return F.conv2d(x, w, b, self.stride, self.padding)
 
@@ -98,7 +98,7 @@ class ElasticDWConv2d(nn.Conv2d):
         super().__init__(channels, channels, kernel, stride, padding=kernel // 2, groups=channels, bias=bias)
 
     def forward(self, x: torch.Tensor, kernel: int | None = None) -> torch.Tensor:  # type: ignore[override]
-        c = x.shape[1]
+        c = int(x.shape[1])
         k = self.kernel_size[0] if kernel is None else kernel
         w = centre_crop(take(self.weight, c), k)
         b = None if self.bias is None else take(self.bias, c)
@@ -116,7 +116,7 @@ class ElasticLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor, out: int | None = None) -> torch.Tensor:  # type: ignore[override]
         out = self.out_features if out is None else out
-        w = take(self.weight, out, x.shape[-1])
+        w = take(self.weight, out, int(x.shape[-1]))
         b = None if self.bias is None else take(self.bias, out)
         return F.linear(x, w, b)
 
@@ -133,7 +133,7 @@ class ElasticBatchNorm(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
-        c = x.shape[1]
+        c = int(x.shape[1])
         momentum = self.momentum if self.momentum is not None else 0.0
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -149,7 +149,7 @@ class ElasticLayerNorm(nn.LayerNorm):
     """Per-token LayerNorm over the channels (last dim); C from x."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[-1]
+        c = int(x.shape[-1])
         return F.layer_norm(x, (c,), take(self.weight, c), take(self.bias, c), self.eps)
 
 
@@ -163,7 +163,7 @@ class SqueezeExcite(nn.Module):
         self.expand = ElasticConv2d(mid, channels, 1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
+        c = int(x.shape[1])
         s = x.mean((2, 3), keepdim=True)
         s = F.relu(self.reduce(s, se_width(c)))
         return x * hsigmoid(self.expand(s, c))

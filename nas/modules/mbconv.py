@@ -68,7 +68,7 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tokens:
             x = to_grid(x)
-        cin, cout = x.shape[1], self.active_cout
+        cin, cout = int(x.shape[1]), self.active_cout
         h = x
         if self.expand_conv is not None and self.expand_bn is not None:
             h = hswish(self.expand_bn(self.expand_conv(h, cin * self.active_expand)))
@@ -81,13 +81,13 @@ class MBConv(nn.Module):
 
     def _shortcut(self, x: torch.Tensor, cout: int) -> torch.Tensor:
         if self.stride == 2:
-            if x.shape[-1] % 2 or x.shape[-2] % 2:
+            if int(x.shape[-1]) % 2 or int(x.shape[-2]) % 2:
                 # Zero row/column at the bottom/right, padded in NHWC order: written on NCHW the
                 # converter wraps the pad in TRANSPOSEs when the block reads tokens.
-                pad = (0, 0, 0, x.shape[-1] % 2, 0, x.shape[-2] % 2)
+                pad = (0, 0, 0, int(x.shape[-1]) % 2, 0, int(x.shape[-2]) % 2)
                 x = F.pad(x.permute(0, 2, 3, 1), pad).permute(0, 3, 1, 2)
             x = F.avg_pool2d(x, 2)
-        if x.shape[1] != cout:
+        if int(x.shape[1]) != cout:
             if self.shortcut_conv is None:
                 raise ValueError(f"block built without a shortcut conv got {x.shape[1]} channels for {cout} outputs")
             x = self.shortcut_conv(x, cout)

@@ -9,7 +9,7 @@ import numpy as np
 from nas.blocks import parse_key
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
-from predictor.composition import Composition, weight_mb
+from predictor.composition import Composition, n_ops, weight_mb
 from predictor.lut import Lut
 from predictor.lut_io import LutFormatError
 from predictor.subnet_index import SubnetIndexer
@@ -39,8 +39,9 @@ class SubnetPredictor:
         self.composition = None if plain else composition
         self.indexer = SubnetIndexer(space, list(flat))
         self.values = np.append(np.fromiter(flat.values(), dtype=float, count=len(flat)), 0.0)  # [-1]: padding
-        self.weight_mb = (np.append([weight_mb(parse_key(k)) for k in flat], 0.0)
-                          if self.composition is not None else None)
+        cfgs = [parse_key(k) for k in flat] if self.composition is not None else []
+        # per key: weight MB and op count, summed per subnet like the entries ([-1]: padding)
+        self.terms = np.array([[weight_mb(c), n_ops(c)] for c in cfgs] + [[0.0, 0.0]]) if cfgs else None
 
     def predict_codes(self, codes: np.ndarray) -> np.ndarray:
         """Latency (ms) of subnets encoded by `self.indexer.encode`. Raises MissingKeyError."""
@@ -49,9 +50,10 @@ class SubnetPredictor:
         if missing:
             raise MissingKeyError(missing, row, self.indexer.space.name)
         alone = (self.values[index] * count).sum(1)
-        if self.composition is None or self.weight_mb is None:
+        if self.composition is None or self.terms is None:
             return alone
-        return self.composition.network_ms(alone, (self.weight_mb[index] * count).sum(1))
+        w, ops = (self.terms[index] * count[..., None]).sum(1).T
+        return self.composition.network_ms(alone, w, ops)
 
     def predict(self, subnets: Sequence[Subnet]) -> np.ndarray:
         """Latency (ms) of each subnet. Raises InvalidSubnet, MissingKeyError."""

@@ -16,7 +16,7 @@ from nas.costs import OP_KINDS
 from nas.registry import create_space
 from predictor import metrics
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.composition import Composition, weight_mb
+from predictor.composition import Composition, n_ops, weight_mb
 from predictor.lut import Lut
 from predictor.lut_io import LutFormatError, export_nnmeter, load_flat, open_lut, save_lut
 from predictor.lutfill import evaluate, fill
@@ -147,6 +147,13 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     assert fitted.scale == pytest.approx(1.1, rel=1e-6) and fitted.weight_scale == pytest.approx(1.3, rel=1e-6)
     assert fitted.fitted_networks == 10 and fitted.curve_ms == probe.curve_ms
     np.testing.assert_allclose(SubnetPredictor(lut, space, fitted).predict(subnets), slower, rtol=1e-6)
+    # ... and each op costs 0.01 ms more inside a network than alone: the third term finds it
+    ops = np.array([sum(n_ops(b) for b, _ in n) for n in nets])
+    with_ops = slower + 1.1 * 0.01 * ops
+    fitted = probe.fit(nets[:10], with_ops[:10], ridge=1e-9)
+    assert fitted.ms_per_op == pytest.approx(0.01, rel=1e-5) and fitted.weight_scale == pytest.approx(1.3, rel=1e-5)
+    np.testing.assert_allclose(SubnetPredictor(lut, space, fitted).predict(subnets), with_ops, rtol=1e-6)
+    np.testing.assert_allclose([sum(fitted.entries(n)) for n in nets[:5]], with_ops[:5], rtol=1e-9)
     one = probe.fit(nets[:1], slower[:1])  # one network: the ridge keeps it near the probe's values
     assert abs(one.predict(nets[:1])[0] - slower[0]) < abs(probe.predict(nets[:1])[0] - slower[0])
     assert 0.9 < one.scale < 1.2
@@ -309,7 +316,7 @@ def test_missing_lut_key_names_the_key(space, blocks, device):
 def test_composition_state_is_versioned_and_checked():
     comp = Composition.from_probes({8: 0.3, 32: 1.2, 64: 4.0})
     state = comp.get_state()
-    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 2
+    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 3
     assert Composition.from_state(json.loads(json.dumps(state))) == comp
     v1 = {"format": "mobilevit-nas/composition", "format_version": 1, "ms_per_weight_mb": 0.036, "scale": 1.0}
     for bad, msg in [(v1, "version 1 cannot be read.*made another way"), ({**state, "format": "x"}, "'x'"),

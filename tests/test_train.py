@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -70,6 +71,49 @@ def test_checkpoint_of_another_run_is_refused(small_space, tmp_path: Path):
     torch.save({"format": 1, "settings": {"steps": 1}}, ckpt)
     with pytest.raises(ValueError, match="another run"):
         train(small_space, SyntheticImages(16, 2, 128), TrainSettings(steps=1, batch_size=8), ckpt)
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a checkpoint must never be able to do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _unreadable(kind: str, path: Path) -> None:
+    if kind == "truncated":
+        torch.save({"format": 2, "supernet": {"w": torch.arange(10_000.0)}}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "a model state dict":  # a .pt file of another format
+        torch.save({"weight": torch.zeros(3), "bias": torch.zeros(3)}, path)
+    elif kind == "JSON":
+        path.write_text(json.dumps({"format": 2}))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "random bytes", "a model state dict", "JSON"])
+def test_cli_refuses_an_unreadable_or_foreign_checkpoint_in_one_line(kind: str, tmp_path: Path, capsys):
+    ckpt = tmp_path / "c.pt"
+    _unreadable(kind, ckpt)
+    code = train_main(["--data", "synthetic:16:2", "--steps", "1", "--batch-size", "8", "--sampler", "uniform",
+                       "--eval", "--checkpoint", str(ckpt)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert str(ckpt) in err and "checkpoint" in err
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path: Path, capsys):
+    marker, ckpt = tmp_path / "pwned", tmp_path / "c.pt"
+    torch.save({"format": 2, "settings": _RunsCode(marker)}, ckpt)
+    code = train_main(["--data", "synthetic:16:2", "--steps", "1", "--batch-size", "8", "--sampler", "uniform",
+                       "--eval", "--checkpoint", str(ckpt)])
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()  # weights_only refused the call instead of making it
+    assert code == 2 and len(err.splitlines()) == 1 and "system" in err, err
 
 
 def test_image_folder_reads_classes(tmp_path: Path):

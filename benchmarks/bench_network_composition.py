@@ -14,6 +14,7 @@ the same networks). Writes benchmarks/results/network_composition.md.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def main() -> int:
         before = probe_curve(sess)
         pool, held = draw_networks(space, max(args.fits), args.n, args.seed)  # the pool is sorted by MACs
         guard = Guard(reference_model(space, held[0], settings.run.model_format))
-        truth_by_key = measure_subnets(sess, pool + held, space.stage_names, guard)
+        order = random.Random(args.seed + 2).sample(pool + held, len(pool) + len(held))  # interleaved, as validate
+        truth_by_key = measure_subnets(sess, order, space.stage_names, guard)
         after = probe_curve(sess)
     finally:
         sess.close()

@@ -232,7 +232,10 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     before = probe_curve(sess)
     fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
     guard = Guard(reference_model(space, held[0], run.model_format))
-    truth_by_key = measure_subnets(sess, fitting + held, space.stage_names, guard)
+    # fitting and held-out networks interleaved (seeded): a device that drifts during the run shifts both sets
+    # alike instead of fitting one period and scoring another
+    order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
+    truth_by_key = measure_subnets(sess, order, space.stage_names, guard)
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
     probe = Composition.from_probes({mb: (before[mb] + after[mb]) / 2 for mb in before})
     curve_shift = max(abs(after[mb] / before[mb] - 1) for mb in before)

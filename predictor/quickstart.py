@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{r['n']} held-out subnets (never fitted on), LUT of {r['lut']['measured']} measured + "
           f"{r['lut']['predicted']} predicted blocks:")
     print(line(f"composed entries, refined on {r['fit']['networks']} networks", r))
-    print(line("composed entries, blocks + probe only (fit 0)", r["composed_fit0"]))
+    print(line("composed entries, blocks + probes only (fit 0)", r["composed_fit0"]))
     print(line("plain sum of alone entries", r["block_sum"]))
     if r.get("noise_floor"):
         print(f"noise floor: the same network measured repeatedly varies by {100 * r['noise_floor']['mean_cv']:.1f}% "

@@ -26,9 +26,16 @@ from nas.distributed import Ranks, process_group, rank_device, ranks_from_env
 from nas.registry import create_space, list_spaces
 from nas.sampling import SAMPLERS
 from nas.specs import resolve_subnet
-from nas.trainer import TrainSettings, top1, train
+from nas.trainer import DISTILLATIONS, TrainSettings, top1, train
 
-HELP = {"batch_size": "the global batch, split evenly over the torchrun ranks"}
+HELP = {"batch_size": "the global batch, split evenly over the torchrun ranks",
+        "sandwich": "train the min subnet every step, besides the max and the sampled ones",
+        "distill": "kl: KL(max || subnet); alpha: AlphaNet's adaptive alpha-divergence (alpha in -1, 1)",
+        "sampler": "uniform; complexity: ElasticViT's MACs levels and windows; performance: plus per-level banks "
+                   "of low-loss subnets",
+        "bank_size": "performance sampler: subnets kept per MACs level",
+        "bank_prob_start": "performance sampler: probability of drawing from the bank at the start",
+        "bank_prob_increment": "performance sampler: added to that probability after each sixth of the run"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval", nargs="*", help="subnets to evaluate at the end (names, min, max, JSON files)")
     ap.add_argument("--json", type=Path, help="write the report here")
     defaults = TrainSettings()
+    choices = {"sampler": sorted(SAMPLERS), "distill": list(DISTILLATIONS)}
     for f in fields(TrainSettings):
-        kind = {"sampler": str, "device": str}.get(f.name, type(getattr(defaults, f.name)))
-        extra = {"choices": sorted(SAMPLERS)} if f.name == "sampler" else {}
-        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=getattr(defaults, f.name),
-                        help=HELP.get(f.name), **extra)
+        default = getattr(defaults, f.name)
+        # a bool is a --flag / --no-flag pair: type=bool would read "False" as true
+        kind = {"action": argparse.BooleanOptionalAction} if isinstance(default, bool) else {"type": type(default)}
+        extra = {"choices": choices[f.name]} if f.name in choices else {}
+        ap.add_argument("--" + f.name.replace("_", "-"), default=default, help=HELP.get(f.name), **kind, **extra)
     args = ap.parse_args(argv)
     settings = TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings)})
     ranks = Ranks()
@@ -54,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         ranks = ranks_from_env()
         if settings.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {settings.device}: no CUDA device here (torch {torch.__version__})")
-        if settings.steps < 1 or settings.batch_size < 1 or settings.subnets_per_step < 0:
-            raise ValueError("--steps and --batch-size must be >= 1, --subnets-per-step >= 0")
+        if settings.steps < 1 or settings.batch_size < 1 or settings.subnets_per_step < 0 or settings.bank_size < 0:
+            raise ValueError("--steps and --batch-size must be >= 1, --subnets-per-step and --bank-size >= 0")
         if args.stop_after is not None and args.stop_after < 1:
             raise ValueError("--stop-after must be >= 1")
         with process_group(ranks, rank_device(settings.device, ranks)):

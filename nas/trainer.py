@@ -1,28 +1,31 @@
-"""Supernet training: the largest subnet on the labels, sampled subnets distilled from it in place.
+"""Supernet training: the largest subnet on the labels, the others distilled from it in place (sandwich rule).
 
-Each step trains the max subnet with cross-entropy and `subnets_per_step` subnets from the sampler
-(`nas.sampling`: ElasticViT's complexity-aware walk by default) on the max subnet's soft labels
-(in-place distillation, as once-for-all/BigNAS/ElasticViT), gradients summed into one optimizer
-step. Every subnet sees the batch at its own resolution. A checkpoint (weights, optimizer, schedule,
-step, sampler state) is written atomically every `checkpoint_every` steps, so a killed run resumes
-where it stopped with the same sequence of subnets. It holds tensors and plain data only and is read
+Each step trains the max subnet with cross-entropy, then (with `sandwich`, the default) the min subnet and
+`subnets_per_step` subnets from the sampler (`nas.sampling`: ElasticViT's complexity- and performance-aware
+sampling) on the max subnet's soft labels (in-place distillation, as once-for-all/BigNAS/ElasticViT; ElasticViT
+trains 3 sampled + the min subnet per step), gradients summed into one optimizer step. Distillation is KL(max ||
+subnet) by default, or AlphaNet's adaptive alpha-divergence (`distill="alpha"`, as ElasticViT). Every subnet sees
+the batch at its own resolution. After the step the sampler is told each sampled subnet's cross-entropy on the
+labels (`observe`; ElasticViT scores its banks by that mini-batch loss). A checkpoint (weights, optimizer,
+schedule, step, sampler state with its banks) is written atomically every `checkpoint_every` steps, so a killed
+run resumes where it stopped with the same sequence of subnets. It holds tensors and plain data only and is read
 with `weights_only=True`: a checkpoint file cannot run code.
 
 Under torchrun (`Ranks`), `batch_size` is the global batch: each rank trains on its own contiguous
-slice of it, every rank trains the same subnets (the sampler RNG is seeded alike, and checked),
-BatchNorm normalises over the global batch and gradients are averaged, so N ranks compute what one
-process computes on the whole batch (up to float rounding; dropout masks are drawn per rank).
+slice of it, every rank trains the same subnets (the sampler RNG is seeded alike, the losses it observes are
+averaged over the ranks, and both are checked), BatchNorm normalises over the global batch and gradients are
+averaged, so N ranks compute what one process computes on the whole batch (up to float rounding; dropout masks
+are drawn per rank).
 """
 from __future__ import annotations
 
 import math
 import os
-import pickle
 import random
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,12 +43,12 @@ from nas.distributed import (
     mean_over_ranks,
     rank_device,
 )
-from nas.sampling import SubnetSampler, create_sampler, subnet_macs
+from nas.sampling import BankSchedule, SamplerSettings, SubnetSampler, create_sampler, subnet_macs
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 from nas.supernet import Supernet
 
-CHECKPOINT_FORMAT = 2  # 2: read with weights_only; no RNG state (dropout is seeded per step and rank)
+CHECKPOINT_FORMAT = 3  # 2: read with weights_only; no RNG state (dropout is seeded per step and rank). 3: banks
 _CHECKPOINT_KEYS = ("format", "settings", "step", "supernet", "optimizer", "schedule", "rng", "sampler", "log")
 
 
@@ -55,9 +58,14 @@ class TrainSettings:
     batch_size: int = 64  # the global batch: split evenly over the torchrun ranks
     lr: float = 0.05  # SGD with momentum 0.9, cosine decay to 0
     weight_decay: float = 4e-5
-    subnets_per_step: int = 2  # besides the max subnet
+    subnets_per_step: int = 2  # sampled, besides the max subnet (and the min subnet with `sandwich`)
+    sandwich: bool = True  # the min subnet every step (BigNAS's sandwich rule; ElasticViT's "min" mode)
+    distill: str = "kl"  # "kl" or "alpha": AlphaNet's adaptive alpha-divergence (ALPHA_MIN, ALPHA_MAX)
     dropout: float = 0.2  # before the classifier
-    sampler: str = "complexity"
+    sampler: str = "performance"
+    bank_size: int = 50  # performance sampler: subnets kept per MACs level
+    bank_prob_start: float = 0.2  # performance sampler: bank draw probability, then + increment per sixth of the run
+    bank_prob_increment: float = 0.15
     seed: int = 0
     checkpoint_every: int = 100
     device: str = "cpu"
@@ -67,8 +75,8 @@ class TrainSettings:
 class TrainLog:
     steps: list[int] = field(default_factory=list)
     ce_max: list[float] = field(default_factory=list)  # the max subnet's cross-entropy
-    kd_sampled: list[float] = field(default_factory=list)  # mean distillation loss of the sampled subnets
-    sampled_mmacs: list[list[float]] = field(default_factory=list)  # MMACs of the subnets sampled per step
+    kd_sampled: list[float] = field(default_factory=list)  # mean distillation loss of the distilled subnets
+    sampled_mmacs: list[list[float]] = field(default_factory=list)  # MMACs of the distilled subnets (min first)
 
 
 class CheckpointError(ValueError):
@@ -106,6 +114,52 @@ class _Run:
 def at_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
     return x if x.shape[-1] == resolution else F.interpolate(x, size=(resolution, resolution), mode="bilinear",
                                                              align_corners=False)
+
+
+ALPHA_MIN, ALPHA_MAX = -1.0, 1.0  # AlphaNet's bounds, as ElasticViT uses them (util/loss_ops.py AdaptiveLossSoft)
+RATIO_CLIP = 5.0  # AlphaNet's iw_clip: (p / q)^alpha capped, so rows where the student is far too sure stay bounded
+
+
+def kl_distillation(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """KL(soft || softmax(logits)), mean over the batch."""
+    return F.kl_div(logits.log_softmax(-1), soft, reduction="batchmean")
+
+
+def alpha_divergence(logits: torch.Tensor, soft: torch.Tensor, alpha: float, clip: float = math.inf) -> torch.Tensor:
+    """Per row, D_alpha(p || q) = sum_i q_i ((p_i / q_i)^alpha - 1) / (alpha (alpha - 1)) of the teacher p = `soft`
+    and the student q = softmax(`logits`), the power of the ratio capped at `clip` (AlphaNet). alpha = 1 is
+    KL(p || q), alpha = 0 is KL(q || p). The value is the divergence; the gradient is AlphaNet's, that of the
+    divergence with the capped power held as a weight. Float64: near alpha = 0 or 1 the terms cancel."""
+    log_q = logits.double().log_softmax(-1)
+    q = log_q.exp().detach()
+    p = soft.double().clamp_min(1e-300)
+    p = p / p.sum(-1, keepdim=True)  # float32 sums are off by ~1e-7, which 1 / (alpha (alpha - 1)) magnifies
+    log_ratio = (p.log() - log_q).detach()
+    if abs(alpha - 1.0) < 1e-9:
+        ratio = log_ratio.exp()
+        f, rho = ratio * log_ratio, ratio
+    elif abs(alpha) < 1e-9:
+        log_ratio = log_ratio.clamp(max=math.log(clip))
+        f, rho = -log_ratio, log_ratio - 1.0
+    else:
+        power = (alpha * log_ratio).exp().clamp(max=clip)
+        f, rho = (power - 1.0) / (alpha * (alpha - 1.0)), power / alpha + 1.0 / (alpha * (alpha - 1.0))
+    value = (q * f).sum(-1)
+    surrogate = -(q * rho * log_q).sum(-1)  # its gradient is the divergence's (sum_i dq_i = 0 drops constants)
+    return (value + surrogate - surrogate.detach()).to(logits.dtype)
+
+
+def alpha_distillation(logits: torch.Tensor, soft: torch.Tensor, alpha_min: float = ALPHA_MIN,
+                       alpha_max: float = ALPHA_MAX, clip: float = RATIO_CLIP) -> torch.Tensor:
+    """AlphaNet's adaptive alpha-divergence: per row the larger of D_alpha_min and D_alpha_max (the student is
+    penalised for both over- and under-estimating the teacher's uncertainty), mean over the batch."""
+    low, high = alpha_divergence(logits, soft, alpha_min, clip), alpha_divergence(logits, soft, alpha_max, clip)
+    return torch.where(low.detach() > high.detach(), low, high).mean()
+
+
+_DISTILL: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "kl": kl_distillation, "alpha": alpha_distillation}
+DISTILLATIONS = tuple(_DISTILL)
 
 
 def _batches(data: Dataset, batch_size: int, seed: int, step: int, ranks: Ranks) -> Iterator:
@@ -153,7 +207,8 @@ def load_checkpoint(path: Path, settings: TrainSettings, dev: torch.device) -> d
     """The checkpoint's contents, read as tensors and plain data only; CheckpointError (one line) otherwise."""
     try:
         state = torch.load(path, map_location=dev, weights_only=True)
-    except (pickle.UnpicklingError, OSError, RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - the weights-only reader runs no code; any failure (struct.error on a
+        # few junk bytes included) means an unreadable file
         raise CheckpointError(f"{path} is not a readable checkpoint ({_why(e)}); "
                               "use a new --checkpoint path") from e
     if not isinstance(state, dict) or "format" not in state:
@@ -178,6 +233,8 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
                          f"{ranks.world_size} ranks")
     if len(data) < settings.batch_size:
         raise ValueError(f"the dataset has {len(data)} images, fewer than one batch of {settings.batch_size}")
+    if settings.distill not in _DISTILL:
+        raise ValueError(f"--distill {settings.distill!r}: choose one of {list(DISTILLATIONS)}")
     dev = rank_device(settings.device, ranks)
     net = Supernet(space, seed=settings.seed).to(dev)
     net.head.dropout = settings.dropout
@@ -185,8 +242,9 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
                           nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, settings.steps)
                                                                                / settings.steps)))
-    run = _Run(net, opt, sched, random.Random(settings.seed),
-               create_sampler(settings.sampler, space, random.Random(settings.seed)))
+    sampling = SamplerSettings(bank_size=settings.bank_size,
+                               schedule=BankSchedule(settings.bank_prob_start, settings.bank_prob_increment))
+    run = _Run(net, opt, sched, random.Random(settings.seed), create_sampler(settings.sampler, space, sampling))
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, settings, dev)
         try:
@@ -196,7 +254,7 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
     if ranks.distributed:
         check_agreement(str(run.step), "the step to resume from (is --checkpoint on storage every node sees?)", dev)
     batches = _batches(data, settings.batch_size, settings.seed, run.step, ranks)
-    biggest = space.max_subnet()
+    biggest, smallest = space.max_subnet(), [space.min_subnet()] if settings.sandwich else []
     end = settings.steps if stop_after is None else min(settings.steps, run.step + stop_after)
     net.train()
     forked = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])  # leave the caller's RNG alone
@@ -204,27 +262,40 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
         for step in tqdm(range(run.step, end), desc="train", unit="step", disable=not (progress and ranks.leader),
                          initial=run.step, total=settings.steps, dynamic_ncols=True):
             torch.manual_seed(_step_seed(settings.seed, step, ranks.rank))
-            subs = [run.sampler.sample(run.rng) for _ in range(settings.subnets_per_step)]
+            sampled = run.sampler.sample_step(run.rng, settings.subnets_per_step, step / settings.steps)
             if ranks.distributed:  # equal by construction (same seed, same draws); a slip would corrupt silently
-                check_agreement(repr(subs), f"the subnets of step {step + 1}", dev)
+                check_agreement(repr(sampled), f"the subnets of step {step + 1}", dev)
             x, y = next(batches)
-            ce, kd = _train_step(run, biggest, subs, x.to(dev), y.to(dev), ranks)
+            subs = smallest + sampled
+            losses = _train_step(run, biggest, subs, x.to(dev), y.to(dev), ranks, _DISTILL[settings.distill])
+            for sub, ce in zip(sampled, losses.ce[len(smallest):]):
+                run.sampler.observe(sub, ce)  # means over all ranks: every rank's banks stay alike
             run.step = step + 1
             run.log.steps.append(run.step)
-            run.log.ce_max.append(ce)
-            run.log.kd_sampled.append(kd)
+            run.log.ce_max.append(losses.ce_max)
+            run.log.kd_sampled.append(sum(losses.kd) / max(1, len(losses.kd)))
             run.log.sampled_mmacs.append([round(subnet_macs(space, s) / 1e6, 3) for s in subs])
             if checkpoint is not None and (run.step % settings.checkpoint_every == 0 or run.step == end):
+                if ranks.distributed:  # rank 0's state is the one resumed: it must be everyone's
+                    check_agreement(repr(run.sampler.state()), f"the sampler state after step {run.step}", dev)
                 if ranks.leader:
                     _save(checkpoint, run.state(settings))
                 barrier(ranks)  # no rank gets ahead of the last complete checkpoint, nor exits before it exists
     return net, run.log
 
 
-def _train_step(run: _Run, biggest: Subnet, subs: list[Subnet], x: torch.Tensor, y: torch.Tensor,
-                ranks: Ranks) -> tuple[float, float]:
-    """One optimizer step; returns the max subnet's cross-entropy and the sampled subnets' mean distillation
-    loss, both means over the global batch."""
+@dataclass(frozen=True)
+class StepLosses:
+    """One step's losses, means over the global batch."""
+
+    ce_max: float  # the max subnet's cross-entropy (its loss)
+    kd: list[float]  # each distilled subnet's distillation loss (its loss)
+    ce: list[float]  # each distilled subnet's cross-entropy on the labels: not trained on, the sampler's score
+
+
+def _train_step(run: _Run, biggest: Subnet, subs: list[Subnet], x: torch.Tensor, y: torch.Tensor, ranks: Ranks,
+                distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> StepLosses:
+    """One optimizer step: the max subnet on the labels, `subs` distilled from it."""
     net = run.net
     run.opt.zero_grad(set_to_none=True)
     net.set_active_subnet(biggest)
@@ -235,22 +306,23 @@ def _train_step(run: _Run, biggest: Subnet, subs: list[Subnet], x: torch.Tensor,
     losses = [ce.detach()]
     for sub in subs:
         net.set_active_subnet(sub)
-        kd = F.kl_div(net(at_resolution(x, sub.resolution)).log_softmax(-1), soft, reduction="batchmean")
+        out = net(at_resolution(x, sub.resolution))
+        kd = distill(out, soft)
         kd.backward()
-        losses.append(kd.detach())
+        losses += [kd.detach(), F.cross_entropy(out.detach(), y)]
     summary = torch.stack(losses)
     if ranks.distributed:
         # Each rank's losses are means over its equal slice, so averaging the summed gradients of the whole
-        # step once makes them the gradients of the global-batch means (CE mean, KL batchmean). Done by hand
-        # rather than by DistributedDataParallel: one all-reduce after several forward/backward passes, and
-        # the parameters a subnet leaves unused need no find_unused_parameters.
+        # step once makes them the gradients of the global-batch means (CE mean, distillation batch mean). Done
+        # by hand rather than by DistributedDataParallel: one all-reduce after several forward/backward passes,
+        # and the parameters a subnet leaves unused need no find_unused_parameters.
         average_gradients(net.parameters(), ranks.world_size)
         summary = mean_over_ranks(summary)
     nn.utils.clip_grad_norm_(net.parameters(), 5.0)
     run.opt.step()
     run.sched.step()
-    ce_max, *kds = summary.tolist()
-    return ce_max, sum(kds) / max(1, len(kds))
+    ce_max, *rest = summary.tolist()
+    return StepLosses(ce_max, rest[0::2], rest[1::2])
 
 
 @torch.no_grad()

@@ -49,7 +49,7 @@ def main() -> int:
     eff = rows[2] / (2 * rows[1])
     text = (f"# Supernet training throughput, this host ({os.cpu_count()} CPU cores, gloo)\n\n"
             f"`python benchmarks/bench_train_throughput.py --steps {args.steps} --batch-size {args.batch_size} "
-            f"--data {args.data}`: max subnet + 2 sampled subnets per step, global batch {args.batch_size}, "
+            f"--data {args.data}`: the default step (max, min and 2 sampled subnets), global batch {args.batch_size}, "
             "OMP threads = cores / ranks; images/s from the difference of a run of S and one of 2S steps.\n\n"
             "| ranks | images/s |\n|---:|---:|\n" + "".join(f"| {r} | {v:.1f} |\n" for r, v in rows.items())
             + f"\nScaling efficiency (2 ranks vs 2 x 1 rank): {100 * eff:.0f}%.\n")

@@ -25,3 +25,19 @@ def _export_cache(tmp_path_factory: pytest.TempPathFactory):
     if "MOBILEVIT_NAS_CACHE" not in os.environ:
         os.environ["MOBILEVIT_NAS_CACHE"] = str(tmp_path_factory.mktemp("export-cache"))
     yield
+
+
+@pytest.fixture(scope="session")
+def space():
+    """ElasticViT's search space (immutable: shared by every test)."""
+    from nas.registry import create_space
+
+    return create_space("elasticvit")
+
+
+@pytest.fixture(scope="session")
+def small_space(space):
+    """The space at one small resolution: keeps CPU training steps around a second."""
+    from dataclasses import replace
+
+    return replace(space, resolutions=(128,))

@@ -26,18 +26,7 @@ from nas.accuracy import (
 )
 from nas.costs import subnet_costs
 from nas.data import SyntheticImages
-from nas.registry import create_space
 from nas.trainer import CHECKPOINT_FORMAT, TrainSettings, train
-
-
-@pytest.fixture(scope="module")
-def space():
-    return create_space("elasticvit")
-
-
-@pytest.fixture(scope="module")
-def small_space(space):
-    return replace(space, resolutions=(128,))  # one small resolution keeps CPU steps around a second
 
 
 @pytest.fixture(scope="module")

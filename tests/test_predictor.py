@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from nas.costs import OP_KINDS
-from nas.registry import create_space
 from predictor import metrics
 from predictor.analytical import AnalyticalModel, NotFittedError
 from predictor.composition import Composition, n_ops, weight_mb
@@ -32,10 +31,6 @@ TRUE_PARAMS = {
     "bw_cache": 6e7, "bw_dram": 8e6, "cache_bytes": 5e5, "invoke_ms": 0.02,
 }
 
-
-@pytest.fixture(scope="module")
-def space():
-    return create_space("elasticvit")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from nas.registry import create_space
 from nas.sampling import (
     BankSchedule,
     PerformanceAwareSampler,
@@ -19,11 +18,6 @@ from nas.sampling import (
     level_macs,
     window_subnet,
 )
-
-
-@pytest.fixture(scope="module")
-def space():
-    return create_space("elasticvit")
 
 
 def _fake_loss(sub) -> float:

@@ -10,7 +10,6 @@ import pytest
 
 from nas.costs import subnet_costs
 from nas.evolution import Constraints, Infeasible, SearchSettings, crossover, mutate, search
-from nas.registry import create_space
 from nas.search import SearchJob, run
 from nas.search import main as search_main
 from predictor.composition import META_KEY, Composition
@@ -20,10 +19,6 @@ from predictor.subnet_predictor import SubnetPredictor
 
 SMALL = SearchSettings(population=40, generations=8, parents=10)
 
-
-@pytest.fixture(scope="module")
-def space():
-    return create_space("elasticvit")
 
 
 @pytest.fixture(scope="module")

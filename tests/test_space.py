@@ -20,10 +20,6 @@ from predictor.lut_io import load_flat
 SHARED_LUT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "elasticvit-lut"
 
 
-@pytest.fixture(scope="module")
-def space():
-    return create_space("elasticvit")
-
 
 def test_registry_lists_default_space():
     assert "elasticvit" in list_spaces()

@@ -15,11 +15,6 @@ from nas.supernet import Supernet, build_subnet, count_params
 
 
 @pytest.fixture(scope="module")
-def space() -> SearchSpace:
-    return create_space("elasticvit")
-
-
-@pytest.fixture(scope="module")
 def supernet(space: SearchSpace) -> Supernet:
     return Supernet(space, seed=0).eval()
 

@@ -11,20 +11,9 @@ import pytest
 import torch
 
 from nas.data import ImageFolder, SyntheticImages
-from nas.registry import create_space
 from nas.sampling import subnet_macs
 from nas.train import main as train_main
 from nas.trainer import TrainSettings, alpha_distillation, alpha_divergence, kl_distillation, top1, train
-
-
-@pytest.fixture(scope="module")
-def space():
-    return create_space("elasticvit")
-
-
-@pytest.fixture(scope="module")
-def small_space(space):
-    return replace(space, resolutions=(128,))  # one small resolution keeps CPU steps around a second
 
 
 def _distributions(rows: int = 6, classes: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

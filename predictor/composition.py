@@ -97,15 +97,15 @@ class Composition:
         return [self.scale * (ms + self.weight_scale * weight_mb(cfg) * per_mb + self.ms_per_op * n_ops(cfg))
                 for cfg, ms in network]
 
-    def _terms(self, networks: Sequence[Network]) -> np.ndarray:
-        """Per network: sum of alone entries, in-network weight term (ms), op count."""
-        alone = np.array([sum(ms for _, ms in net) for net in networks], dtype=float)
-        w = np.array([sum(weight_mb(cfg) for cfg, _ in net) for net in networks], dtype=float)
-        ops = np.array([sum(n_ops(cfg) for cfg, _ in net) for net in networks], dtype=float)
-        return np.column_stack([alone, w * self.ms_per_weight_mb(w), ops]).reshape(len(networks), 3)
+    @staticmethod
+    def _sums(networks: Sequence[Network]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per network: the sums of its alone entries, weight MB and ops."""
+        return (np.array([sum(ms for _, ms in net) for net in networks], dtype=float),
+                np.array([sum(weight_mb(cfg) for cfg, _ in net) for net in networks], dtype=float),
+                np.array([sum(n_ops(cfg) for cfg, _ in net) for net in networks], dtype=float))
 
     def predict(self, networks: Sequence[Network]) -> np.ndarray:
-        return self._terms(networks) @ (self.scale * np.array([1.0, self.weight_scale, self.ms_per_op]))
+        return self.network_ms(*self._sums(networks))
 
     def fit(self, networks: Sequence[Network], measured_ms: Sequence[float], ridge: float = 1.0) -> Composition:
         """Refit scale, weight_scale and ms_per_op on measured networks (relative least squares, each term
@@ -116,7 +116,8 @@ class Composition:
         if len(y) == 0:
             return self
         # y = a * alone + b * weights + c * ops: a = scale, b = scale * weight_scale, c = scale * ms_per_op
-        a = self._terms(networks) / y[:, None]
+        alone, w, ops = self._sums(networks)
+        a = np.column_stack([alone, w * self.ms_per_weight_mb(w), ops]) / y[:, None]
         prior = self.scale * np.array([1.0, self.weight_scale, self.ms_per_op])
         lam = ridge * np.diag(np.maximum((a ** 2).mean(axis=0), 1e-12))
         theta = np.linalg.solve(a.T @ a + lam, a.T @ np.ones_like(y) + lam @ prior)

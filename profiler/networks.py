@@ -50,34 +50,35 @@ class Guard:
         ms = measure_model(sess.target, sess.runner, self.model, sess.job.run, sess.job.protocol, sess.mask)
         return float(ms.stats["median_ms"])
 
-    def _off(self, ms: float) -> float:
-        return ms / (self.timings_ms[0] if self.timings_ms else ms) - 1
+    def _check(self, sess: DeviceSession) -> tuple[bool, float, float]:
+        """Time the reference: (quiet, ms, relative distance from the first timing); a quiet one is kept."""
+        ms = self._time(sess)
+        off = ms / (self.timings_ms[0] if self.timings_ms else ms) - 1
+        quiet = abs(off) <= self.tolerance
+        if quiet:
+            self.timings_ms.append(ms)
+        else:
+            self.disturbed += 1
+        return quiet, ms, off
 
     def still_quiet(self, sess: DeviceSession) -> bool:
         """Re-time the reference after a chunk: False when the device was disturbed by then."""
-        ms = self._time(sess)
-        if abs(self._off(ms)) <= self.tolerance:
-            self.timings_ms.append(ms)
-            return True
-        self.disturbed += 1
-        log.info("reference %.3f ms is %.1f%% off after a chunk: it is measured again", ms, 100 * self._off(ms))
-        return False
+        quiet, ms, off = self._check(sess)
+        if not quiet:
+            log.info("reference %.3f ms is %.1f%% off after a chunk: it is measured again", ms, 100 * off)
+        return quiet
 
     def wait_until_quiet(self, sess: DeviceSession) -> None:
         deadline = time.monotonic() + self.max_wait_s
         while True:
-            ms = self._time(sess)
-            base = self.timings_ms[0] if self.timings_ms else ms
-            if abs(ms / base - 1) <= self.tolerance:
-                self.timings_ms.append(ms)
+            quiet, ms, off = self._check(sess)
+            if quiet:
                 return
-            self.disturbed += 1
             if time.monotonic() > deadline:
-                log.warning("reference still %.1f%% off after %.0f s; measuring anyway", 100 * (ms / base - 1),
-                            self.max_wait_s)
+                log.warning("reference still %.1f%% off after %.0f s; measuring anyway", 100 * off, self.max_wait_s)
                 self.timings_ms.append(ms)
                 return
-            log.info("reference %.3f ms is %.1f%% off %.3f ms: waiting", ms, 100 * (ms / base - 1), base)
+            log.info("reference %.3f ms is %.1f%% off: waiting", ms, 100 * off)
             time.sleep(self.poll_s)
             self.waited_s += self.poll_s
 

@@ -30,7 +30,8 @@ import torch
 import xgboost as xgb
 from scipy import stats
 
-from nas.costs import subnet_costs
+from nas.costs import subnet_size
+from nas.data import resolve_folder
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 
@@ -71,7 +72,7 @@ def data_identity(spec: str, size: int, seed: int) -> dict[str, Any]:
     cost as much as evaluating)."""
     if spec.startswith("synthetic"):
         return {"synthetic": spec, "seed": seed, "image_size": size}
-    root = Path(spec).resolve()
+    root = Path(resolve_folder(spec)).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {spec} does not exist")
     files = size_bytes = 0
@@ -210,11 +211,11 @@ def features(space: SearchSpace, subs: Sequence[Subnet]) -> np.ndarray:
     """One row per subnet, `feature_names(space)` columns; raises InvalidSubnet for a subnet not in `space`."""
     rows = []
     for sub in subs:
-        costs = subnet_costs(space, sub)
+        macs, params = subnet_size(space, sub)
         row = [float(sub.resolution)]
         for spec, st in zip(space.stages, sub.stages):
             row += [float(getattr(st, k)) for k in space.stage_options(spec)]
-        rows.append([*row, math.log(costs["macs"]), math.log(costs["params"])])
+        rows.append([*row, math.log(macs), math.log(params)])
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(feature_names(space)))
 
 

@@ -19,7 +19,6 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from nas.accuracy import (
     subnet_key,
     weights_sha256,
 )
+from nas.checkpoint import Checkpoint, load_supernet, read_checkpoint
 from nas.costs import subnet_costs
 from nas.data import open_dataset
 from nas.registry import create_space, list_spaces
@@ -46,48 +46,9 @@ from nas.searchspace import SearchSpace
 from nas.specs import resolve_subnet
 from nas.subnet import Subnet
 from nas.supernet import Supernet
-from nas.trainer import CHECKPOINT_FORMAT, CheckpointError, _why, recalibrate_bn, top1
+from nas.trainer import input_size, recalibrate_bn, top1
 
 MAX_SAMPLE_DRAWS = 100  # per requested subnet: a space smaller than --sample K ends the draws, not a hang
-# Checkpoint formats whose "supernet" entry is the Supernet state dict, read with weights_only (2 on; 3 changed
-# only the sampler state): evaluation needs nothing else, and load_state_dict checks the shapes.
-WEIGHTS_FORMATS = range(2, CHECKPOINT_FORMAT + 1)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    path: Path
-    weights: dict[str, torch.Tensor]
-    step: int
-
-
-def read_checkpoint(path: Path, dev: torch.device) -> Checkpoint:
-    """The supernet weights of a training checkpoint, read as tensors only; CheckpointError (one line) otherwise.
-
-    Unlike `nas.trainer.load_checkpoint` it accepts any run's settings: evaluation needs only the weights."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as e:  # the weights-only unpickler runs no code, so any failure (struct.error on a few junk
-        # bytes, UnpicklingError, a torn zip) means the same: not a checkpoint this can read
-        raise CheckpointError(f"{path} is not a readable checkpoint ({_why(e)})") from e
-    weights = state.get("supernet") if isinstance(state, dict) else None
-    if (not isinstance(state, dict) or state.get("format") not in WEIGHTS_FORMATS or not isinstance(weights, dict)
-            or not weights or not all(isinstance(v, torch.Tensor) for v in weights.values())):
-        raise CheckpointError(f"{path} is not a supernet training checkpoint of format {WEIGHTS_FORMATS[0]} to "
-                              f"{WEIGHTS_FORMATS[-1]} (one written by python -m nas.train)")
-    step = state.get("step")
-    return Checkpoint(path, weights, step if isinstance(step, int) else -1)
-
-
-def load_supernet(space: SearchSpace, ckpt: Checkpoint, dev: torch.device) -> Supernet:
-    net = Supernet(space).to(dev)
-    try:
-        net.load_state_dict(ckpt.weights)
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"{ckpt.path}: its weights do not fit the {space.name!r} supernet ({_why(e)})") from e
-    return net.eval()
 
 
 def calibration_settings(calib: str | None, size: int, data_seed: int) -> dict[str, Any]:
@@ -127,13 +88,14 @@ class _Evaluator:
     def __call__(self, sub: Subnet) -> tuple[float, float]:
         """(top-1, seconds)."""
         if self.net is None:
-            size = max(self.space.resolutions)
+            size = input_size(max(self.space.resolutions), self.ckpt.resolution_scale)
             self.net = load_supernet(self.space, self.ckpt, self.dev)
             self.val = open_dataset(self.args.data, size, self.args.data_seed)
             self.calib = open_dataset(self.args.calib, size, self.args.data_seed) if self.args.calib else None
         assert self.val is not None
         start = time.perf_counter()
-        acc = top1(self.net, sub, self.val, calibration=self.calib, batch_size=self.args.batch_size)
+        acc = top1(self.net, sub, self.val, calibration=self.calib, batch_size=self.args.batch_size,
+                   scale=self.ckpt.resolution_scale)
         return acc, time.perf_counter() - start
 
 
@@ -171,16 +133,17 @@ def fit_predictor(space: SearchSpace, store: AccuracyStore, ctx: Context, args: 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     space = create_space(args.space)
-    size = max(space.resolutions)
     subnets = choose_subnets(space, args.subnet, args.sample, args.seed)
     if not subnets and args.fit_predictor is None:
         raise ValueError("nothing to do: give --subnet SPEC, --sample K or --fit-predictor OUT.json")
     dev = torch.device(args.device)
     ckpt = read_checkpoint(args.checkpoint, dev)
+    size = input_size(max(space.resolutions), ckpt.resolution_scale)
     data, calib = data_identity(args.data, size, args.data_seed), calibration_settings(args.calib, size,
                                                                                        args.data_seed)
     ctx = Context.of(weights_sha256(ckpt.weights), data, calib)
-    provenance = {"checkpoint": {"path": str(args.checkpoint), "sha256": ctx.checkpoint, "step": ckpt.step},
+    provenance = {"checkpoint": {"path": str(args.checkpoint), "sha256": ctx.checkpoint, "step": ckpt.step,
+                                 "resolution_scale": ckpt.resolution_scale},
                   "space": space.name, "data": data, "calibration": calib}
     info = {"checkpoint": str(args.checkpoint), "step": ckpt.step, "device": str(dev), "batch_size": args.batch_size}
     with AccuracyStore(args.store) as store:
@@ -196,7 +159,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nas.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True, help="a python -m nas.train checkpoint")
-    ap.add_argument("--data", required=True, help="evaluation data: ImageFolder directory or synthetic[:N[:CLASSES]]")
+    ap.add_argument("--data", required=True, help="evaluation data: ImageFolder directory, digits:val or "
+                    "synthetic[:N[:CLASSES]]")
     ap.add_argument("--calib", help="BN re-calibration data (same forms; default: --data)")
     ap.add_argument("--subnet", action="append", default=[], help="a released name, min, max or a JSON file/string "
                     "(repeatable)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from nas.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_state, why
 from nas.distributed import (
     Ranks,
     average_gradients,
@@ -47,8 +49,8 @@ from nas.sampling import BankSchedule, SamplerSettings, SubnetSampler, create_sa
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 from nas.supernet import Supernet
+from nas.transforms import Augment
 
-CHECKPOINT_FORMAT = 3  # 2: read with weights_only; no RNG state (dropout is seeded per step and rank). 3: banks
 _CHECKPOINT_KEYS = ("format", "settings", "step", "supernet", "optimizer", "schedule", "rng", "sampler", "log")
 
 
@@ -69,6 +71,35 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 100
     device: str = "cpu"
+    workers: int = -1  # DataLoader worker processes per rank; -1: cores / ranks - 1 (at most 8)
+    amp: bool = False  # bfloat16 autocast of the forward passes (meant for CUDA; no loss scaling needed)
+    mixup: float = 0.0  # mixup's Beta(a, a) parameter (0: off; ElasticViT's ImageNet recipe has none)
+    resolution_scale: float = 1.0  # train (and evaluate) each subnet at resolution x this (< 1: CPU-scale runs)
+    crop_scale_min: float = 0.08  # random-resized crop: least share of the image area
+    hflip: bool = True
+    randaugment_ops: int = 0  # RandAugment's N (0: off; ElasticViT: 2)
+    randaugment_magnitude: float = 9.0  # RandAugment's M, of 10 (ElasticViT: 9)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.resolution_scale <= 1 or self.mixup < 0:
+            raise ValueError("--resolution-scale must be in (0, 1] and --mixup >= 0")
+        self.augment  # noqa: B018 - validates the augmentation settings
+
+    @property
+    def augment(self) -> Augment:
+        return Augment(self.crop_scale_min, self.hflip, self.randaugment_ops, self.randaugment_magnitude)
+
+
+MIN_INPUT = 32  # the networks downsample by 32: smaller inputs would leave no pixel to attend over
+
+
+def input_size(resolution: int, scale: float) -> int:
+    """The image side a subnet of `resolution` trains and is evaluated at under `resolution_scale`."""
+    return resolution if scale == 1 else max(MIN_INPUT, round(resolution * scale))
+
+
+def worker_count(requested: int, world_size: int) -> int:
+    return requested if requested >= 0 else max(0, min(8, (os.cpu_count() or 1) // world_size - 1))
 
 
 @dataclass
@@ -77,10 +108,8 @@ class TrainLog:
     ce_max: list[float] = field(default_factory=list)  # the max subnet's cross-entropy
     kd_sampled: list[float] = field(default_factory=list)  # mean distillation loss of the distilled subnets
     sampled_mmacs: list[list[float]] = field(default_factory=list)  # MMACs of the distilled subnets (min first)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from: unreadable, of another format, or of another run."""
+    skipped_images: int = 0  # unreadable images replaced by the next readable one
+    seconds: list[float] = field(default_factory=list)  # wall time of each step, data loading included
 
 
 @dataclass
@@ -162,18 +191,21 @@ _DISTILL: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 DISTILLATIONS = tuple(_DISTILL)
 
 
-def _batches(data: Dataset, batch_size: int, seed: int, step: int, ranks: Ranks) -> Iterator:
-    """This rank's slice of each global batch from `step` on; each epoch's order depends only on (seed, epoch),
-    so a resumed run continues mid-epoch exactly where the interrupted one was, on any number of ranks."""
+def _batches(data: Dataset, batch_size: int, seed: int, step: int, ranks: Ranks, workers: int = 0) -> Iterator:
+    """This rank's slice of each global batch from `step` on, as (images, labels, skipped); each epoch's order
+    depends only on (seed, epoch) and each image's augmentation on (seed, epoch, index), so a resumed run
+    continues mid-epoch exactly where the interrupted one was, on any number of ranks and workers."""
     per_epoch = len(data) // batch_size
     local = batch_size // ranks.world_size
     while True:
         epoch, skip = divmod(step, per_epoch)
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         order = torch.randperm(len(data), generator=g).tolist()
-        mine = [order[i * batch_size + ranks.rank * local:][:local] for i in range(skip, per_epoch)]
+        mine = [[(j, epoch) for j in order[i * batch_size + ranks.rank * local:][:local]]
+                for i in range(skip, per_epoch)]
         # its own generator: a DataLoader otherwise draws from the global RNG, shifting the dropout masks
-        yield from DataLoader(data, batch_sampler=mine, generator=g)
+        yield from DataLoader(data, batch_sampler=mine, generator=g, num_workers=workers,
+                              persistent_workers=False, prefetch_factor=4 if workers else None)
         step = (epoch + 1) * per_epoch
 
 
@@ -184,7 +216,7 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 def _trajectory(settings: dict) -> dict:
     """The settings a resumed run must share (the device and checkpoint interval may change)."""
-    return {k: v for k, v in settings.items() if k not in ("device", "checkpoint_every")}
+    return {k: v for k, v in settings.items() if k not in ("device", "checkpoint_every", "workers")}
 
 
 def _save(path: Path, state: dict) -> None:
@@ -193,28 +225,18 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # a crash mid-write never leaves a torn checkpoint
 
 
-# torch.load's weights_only errors wrap the reason in advice (load with weights_only=False) that must not be taken here
-_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
-
-
-def _why(e: Exception) -> str:
-    """One line: the exception's type and its first informative line."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith(_ADVICE)]
-    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
-
-
 def load_checkpoint(path: Path, settings: TrainSettings, dev: torch.device) -> dict:
     """The checkpoint's contents, read as tensors and plain data only; CheckpointError (one line) otherwise."""
     try:
-        state = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - the weights-only reader runs no code; any failure (struct.error on a
-        # few junk bytes included) means an unreadable file
-        raise CheckpointError(f"{path} is not a readable checkpoint ({_why(e)}); "
-                              "use a new --checkpoint path") from e
+        state = load_state(path, dev)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; use a new --checkpoint path") from e
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path} is not a supernet training checkpoint; use a new --checkpoint path")
     written = state.get("settings")
-    same = isinstance(written, dict) and _trajectory(written) == _trajectory(asdict(settings))
+    # a setting added since the checkpoint was written counts as its default
+    same = isinstance(written, dict) and _trajectory({**asdict(TrainSettings()), **written}) == _trajectory(
+        asdict(settings))
     if state["format"] != CHECKPOINT_FORMAT or not same or any(k not in state for k in _CHECKPOINT_KEYS):
         raise CheckpointError(f"{path} was written by another run (another format than {CHECKPOINT_FORMAT}, or "
                               "other settings); use a new --checkpoint path or the same settings")
@@ -250,24 +272,30 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
         try:
             run.restore(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{checkpoint}: its contents do not fit this supernet ({_why(e)})") from e
+            raise CheckpointError(f"{checkpoint}: its contents do not fit this supernet ({why(e)})") from e
     if ranks.distributed:
         check_agreement(str(run.step), "the step to resume from (is --checkpoint on storage every node sees?)", dev)
-    batches = _batches(data, settings.batch_size, settings.seed, run.step, ranks)
+    batches = _batches(data, settings.batch_size, settings.seed, run.step, ranks,
+                       worker_count(settings.workers, ranks.world_size))
     biggest, smallest = space.max_subnet(), [space.min_subnet()] if settings.sandwich else []
     end = settings.steps if stop_after is None else min(settings.steps, run.step + stop_after)
+    step_fn = _StepFn(_DISTILL[settings.distill], settings.resolution_scale, settings.amp, dev)
     net.train()
     forked = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])  # leave the caller's RNG alone
+    bar = tqdm(range(run.step, end), desc="train", unit="step", disable=not (progress and ranks.leader),
+               initial=run.step, total=settings.steps, dynamic_ncols=True)
+    start, images = time.perf_counter(), 0
     with forked, global_batch_norm(net) if ranks.distributed else nullcontext():
-        for step in tqdm(range(run.step, end), desc="train", unit="step", disable=not (progress and ranks.leader),
-                         initial=run.step, total=settings.steps, dynamic_ncols=True):
+        for step in bar:
+            t0 = time.perf_counter()
             torch.manual_seed(_step_seed(settings.seed, step, ranks.rank))
             sampled = run.sampler.sample_step(run.rng, settings.subnets_per_step, step / settings.steps)
             if ranks.distributed:  # equal by construction (same seed, same draws); a slip would corrupt silently
                 check_agreement(repr(sampled), f"the subnets of step {step + 1}", dev)
-            x, y = next(batches)
+            x, y, skipped = next(batches)
             subs = smallest + sampled
-            losses = _train_step(run, biggest, subs, x.to(dev), y.to(dev), ranks, _DISTILL[settings.distill])
+            target = _mix(x.to(dev), y.to(dev), settings.mixup, settings.seed, step, ranks.rank)
+            losses = _train_step(run, biggest, subs, target, ranks, step_fn)
             for sub, ce in zip(sampled, losses.ce[len(smallest):]):
                 run.sampler.observe(sub, ce)  # means over all ranks: every rank's banks stay alike
             run.step = step + 1
@@ -275,6 +303,11 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
             run.log.ce_max.append(losses.ce_max)
             run.log.kd_sampled.append(sum(losses.kd) / max(1, len(losses.kd)))
             run.log.sampled_mmacs.append([round(subnet_macs(space, s) / 1e6, 3) for s in subs])
+            run.log.skipped_images += int(skipped.sum())  # this rank's: ranks read disjoint images
+            run.log.seconds.append(round(time.perf_counter() - t0, 4))
+            images += settings.batch_size
+            bar.set_postfix(img_s=f"{images / (time.perf_counter() - start):.1f}", ce=f"{losses.ce_max:.3f}",
+                            refresh=False)
             if checkpoint is not None and (run.step % settings.checkpoint_every == 0 or run.step == end):
                 if ranks.distributed:  # rank 0's state is the one resumed: it must be everyone's
                     check_agreement(repr(run.sampler.state()), f"the sampler state after step {run.step}", dev)
@@ -293,23 +326,61 @@ class StepLosses:
     ce: list[float]  # each distilled subnet's cross-entropy on the labels: not trained on, the sampler's score
 
 
-def _train_step(run: _Run, biggest: Subnet, subs: list[Subnet], x: torch.Tensor, y: torch.Tensor, ranks: Ranks,
-                distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> StepLosses:
+@dataclass(frozen=True)
+class Target:
+    """A batch and its labels; with mixup, the images are lam * x + (1 - lam) * x[perm] and the labels both."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    y_mixed: torch.Tensor | None = None
+    lam: float = 1.0
+
+    def cross_entropy(self, logits: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, self.y)
+        return ce if self.y_mixed is None else self.lam * ce + (1 - self.lam) * F.cross_entropy(logits, self.y_mixed)
+
+
+def _mix(x: torch.Tensor, y: torch.Tensor, alpha: float, seed: int, step: int, rank: int) -> Target:
+    """Mixup (Zhang et al. 2018) within this rank's slice, its draws a function of (seed, step, rank)."""
+    if alpha <= 0:
+        return Target(x, y)
+    rng = np.random.default_rng([seed, step, rank, 1])
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(y))).to(y.device)
+    return Target(lam * x + (1 - lam) * x[perm], y, y[perm], lam)
+
+
+@dataclass(frozen=True)
+class _StepFn:
+    """How a step runs its subnets: the distillation loss, the input scale and mixed precision."""
+
+    distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    scale: float = 1.0
+    amp: bool = False
+    dev: torch.device = torch.device("cpu")
+
+    def forward(self, net: Supernet, sub: Subnet, x: torch.Tensor) -> torch.Tensor:
+        net.set_active_subnet(sub)
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16) if self.amp else nullcontext():
+            out = net(at_resolution(x, input_size(sub.resolution, self.scale)))
+        return out.float()  # the losses in float32 (alpha-divergence in float64)
+
+
+def _train_step(run: _Run, biggest: Subnet, subs: list[Subnet], batch: Target, ranks: Ranks,
+                fn: _StepFn) -> StepLosses:
     """One optimizer step: the max subnet on the labels, `subs` distilled from it."""
     net = run.net
     run.opt.zero_grad(set_to_none=True)
-    net.set_active_subnet(biggest)
-    logits = net(at_resolution(x, biggest.resolution))
-    ce = F.cross_entropy(logits, y)
+    logits = fn.forward(net, biggest, batch.x)
+    ce = batch.cross_entropy(logits)
     ce.backward()
     soft = logits.detach().softmax(-1)
     losses = [ce.detach()]
     for sub in subs:
-        net.set_active_subnet(sub)
-        out = net(at_resolution(x, sub.resolution))
-        kd = distill(out, soft)
+        out = fn.forward(net, sub, batch.x)
+        kd = fn.distill(out, soft)
         kd.backward()
-        losses += [kd.detach(), F.cross_entropy(out.detach(), y)]
+        losses += [kd.detach(), batch.cross_entropy(out.detach())]
     summary = torch.stack(losses)
     if ranks.distributed:
         # Each rank's losses are means over its equal slice, so averaging the summed gradients of the whole
@@ -326,7 +397,8 @@ def _train_step(run: _Run, biggest: Subnet, subs: list[Subnet], x: torch.Tensor,
 
 
 @torch.no_grad()
-def recalibrate_bn(net: Supernet, sub: Subnet, data: Dataset, batches: int = 8, batch_size: int = 32) -> None:
+def recalibrate_bn(net: Supernet, sub: Subnet, data: Dataset, batches: int = 8, batch_size: int = 32,
+                   scale: float = 1.0) -> None:
     """Running BN statistics are shared by all subnets: re-estimate them for `sub` before evaluating it."""
     net.set_active_subnet(sub)
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -337,10 +409,10 @@ def recalibrate_bn(net: Supernet, sub: Subnet, data: Dataset, batches: int = 8, 
     was_training = net.training
     net.train()
     dev = next(net.parameters()).device
-    for i, (x, _) in enumerate(DataLoader(data, batch_size=batch_size, shuffle=False)):
+    for i, (x, *_) in enumerate(DataLoader(data, batch_size=batch_size, shuffle=False)):
         if i >= batches:
             break
-        net(at_resolution(x.to(dev), sub.resolution))
+        net(at_resolution(x.to(dev), input_size(sub.resolution, scale)))
     for m, mom in zip(bns, momenta):
         m.momentum = mom
     net.train(was_training)
@@ -348,14 +420,16 @@ def recalibrate_bn(net: Supernet, sub: Subnet, data: Dataset, batches: int = 8, 
 
 @torch.no_grad()
 def top1(net: Supernet, sub: Subnet, data: Dataset, calibration: Dataset | None = None,
-         batch_size: int = 64) -> float:
-    """Top-1 accuracy of `sub` on `data`, after re-estimating BN statistics on `calibration` (or `data`)."""
-    recalibrate_bn(net, sub, calibration if calibration is not None else data)
+         batch_size: int = 64, scale: float = 1.0) -> float:
+    """Top-1 accuracy of `sub` on `data`, after re-estimating BN statistics on `calibration` (or `data`); an
+    unreadable image is left out (its stand-in, the next readable image, is not counted twice)."""
+    recalibrate_bn(net, sub, calibration if calibration is not None else data, scale=scale)
     net.eval()
     dev = next(net.parameters()).device
     right = total = 0
-    for x, y in DataLoader(data, batch_size=batch_size, shuffle=False):
-        pred = net(at_resolution(x.to(dev), sub.resolution)).argmax(-1).cpu()
-        right += int((pred == y).sum())
-        total += len(y)
+    for x, y, skipped in DataLoader(data, batch_size=batch_size, shuffle=False):
+        keep = skipped == 0
+        pred = net(at_resolution(x.to(dev), input_size(sub.resolution, scale))).argmax(-1).cpu()
+        right += int((pred == y)[keep].sum())
+        total += int(keep.sum())
     return right / max(1, total)

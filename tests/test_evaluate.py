@@ -24,9 +24,10 @@ from nas.accuracy import (
     subnet_key,
     weights_sha256,
 )
+from nas.checkpoint import CHECKPOINT_FORMAT
 from nas.costs import subnet_costs
 from nas.data import SyntheticImages
-from nas.trainer import CHECKPOINT_FORMAT, TrainSettings, train
+from nas.trainer import TrainSettings, train
 
 
 @pytest.fixture(scope="module")

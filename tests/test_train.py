@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import ImageFolder, SyntheticImages
+from nas.data import SyntheticImages
 from nas.sampling import subnet_macs
 from nas.train import main as train_main
 from nas.trainer import TrainSettings, alpha_distillation, alpha_divergence, kl_distillation, top1, train
@@ -163,20 +163,6 @@ def test_a_checkpoint_cannot_run_code(tmp_path: Path, capsys):
     err = capsys.readouterr().err.strip()
     assert not marker.exists()  # weights_only refused the call instead of making it
     assert code == 2 and len(err.splitlines()) == 1 and "system" in err, err
-
-
-def test_image_folder_reads_classes(tmp_path: Path):
-    from PIL import Image
-
-    for c, colour in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
-        (tmp_path / c).mkdir()
-        Image.new("RGB", (40, 30), colour).save(tmp_path / c / "a.png")
-    ds = ImageFolder(tmp_path, 32)
-    assert ds.class_names == ["cat", "dog"] and len(ds) == 2
-    x, y = ds[1]
-    assert x.shape == (3, 32, 32) and y == 1 and x[2].mean() > x[0].mean()
-    with pytest.raises(ValueError, match="no images"):
-        ImageFolder(tmp_path / "cat", 32)
 
 
 @pytest.mark.slow

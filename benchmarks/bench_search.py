@@ -2,9 +2,10 @@
 
     python benchmarks/bench_search.py [--lut pixel4] [--limits 8 15 25 40] [--seeds 0 1 2]
 
-For each latency limit and seed: the best objective (MACs) found by `nas.evolution.search` and by
-uniform random sampling of the same number of subnets, plus the best released subnet under the
-limit. Latency from the LUT (shipped published LUTs by name). Writes benchmarks/results/search.md.
+For each latency limit and seed: the best objective (MACs) found by `nas.evolution.search` (default,
+ElasticViT's settings) and by uniform random sampling of as many subnets as the search considered, plus
+the best released subnet under the limit. The family of limits in one run: bench_search_family.py.
+Latency from the LUT (shipped published LUTs by name). Writes benchmarks/results/search.md.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.evolution import OBJECTIVES, Constraints, Evaluator, feasible, search  # noqa: E402
+from nas.evolution import Constraints, Evaluator, feasible, search  # noqa: E402
+from nas.objectives import create_objective, list_objectives  # noqa: E402
 from nas.registry import create_space  # noqa: E402
 from predictor.lut_io import open_lut  # noqa: E402
 from predictor.subnet_predictor import SubnetPredictor  # noqa: E402
@@ -29,7 +31,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lut", default="pixel4")
     ap.add_argument("--space", default="elasticvit")
-    ap.add_argument("--objective", default="macs", choices=sorted(OBJECTIVES))
+    ap.add_argument("--objective", default="macs", choices=list_objectives())
     ap.add_argument("--limits", nargs="+", type=float, default=[8.0, 15.0, 25.0, 40.0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search.md")
@@ -37,22 +39,22 @@ def main() -> int:
     space = create_space(args.space)
     lut = open_lut(args.lut, space.name)
     predictor = SubnetPredictor(lut, space)
-    score = OBJECTIVES[args.objective]
+    score = create_objective(args.objective, space)
     rows = []
     for limit in args.limits:
         limits = Constraints(limit)
         evo, rnd, evals, secs = [], [], [], []
         for seed in args.seeds:
             t0 = time.perf_counter()
-            res = search(space, predictor.predict, limits, args.objective, rng=random.Random(seed))
+            res = search(space, predictor.predict, limits, score, rng=random.Random(seed))
             secs.append(time.perf_counter() - t0)
             evo.append(res.best[0].score)
             evals.append(res.evaluated)
             rng = random.Random(seed + 1000)
             ev = Evaluator(space, predictor.predict, score)
-            cands = ev([space.sample(rng) for _ in range(res.evaluated)])
+            cands = ev([space.sample(rng) for _ in range(res.evaluated)], limits)
             rnd.append(max((c.score for c in cands if feasible(c, limits)), default=float("nan")))
-        released = [c for c in Evaluator(space, predictor.predict, score)(list(space.released.values()))
+        released = [c for c in Evaluator(space, predictor.predict, score)(list(space.released.values()), limits)
                     if feasible(c, limits)]
         best_rel = max(released, key=lambda c: c.score, default=None)
         rel = "none" if best_rel is None else (

@@ -27,10 +27,12 @@ import torch
 from torch import nn
 
 from nas.blocks import BlockCfg
+from nas.checkpoint import load_supernet, read_checkpoint
 from nas.codehash import graph_code_version
 from nas.modules import build_block, example_input, is_channel_last
 from nas.probes import WeightStreamProbe
 from nas.registry import create_space, list_spaces
+from nas.searchspace import SearchSpace
 from nas.specs import resolve_subnet
 from nas.subnet import Subnet
 from nas.supernet import Supernet, build_subnet
@@ -217,18 +219,10 @@ def export_subnet(subnet: Subnet, fmt: Format, cache_dir: str | Path | None = No
     return _export(module, example, path, fmt, channel_last=True)
 
 
-def _load_supernet_weights(space, checkpoint: Path) -> nn.Module:
-    """A Supernet of `space` with the weights of a `nas.train` checkpoint (one-line errors as ValueError)."""
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        net = Supernet(space)
-        net.load_state_dict(state["supernet"])
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a truncated or foreign file fails in many ways inside torch
-        raise ValueError(f"checkpoint {checkpoint} is not a readable nas.train checkpoint of space "
-                         f"{space.name!r}: {type(e).__name__}: {str(e)[:200]}") from e
-    return net
+def load_supernet_weights(space: SearchSpace, checkpoint: str | Path) -> Supernet:
+    """A Supernet of `space` (eval mode) with the weights of a `nas.train` checkpoint, read as tensors only: a
+    checkpoint cannot run code. Any failure is a one-line CheckpointError (a ValueError)."""
+    return load_supernet(space, read_checkpoint(checkpoint))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = resolve_subnet(space, args.subnet)
         module = None
         if args.checkpoint is not None:
-            net = _load_supernet_weights(space, args.checkpoint)
+            net = load_supernet_weights(space, args.checkpoint)
             net.set_active_subnet(sub)
             module = net.get_active_subnet().eval()
         path = export_subnet(sub, args.format, module=module)

@@ -204,11 +204,12 @@ def test_code_fingerprint_ignores_comments_and_docstrings_but_not_code(tmp_path:
 def test_export_cli_writes_the_subnet_with_a_checkpoints_weights(tmp_path: Path, capsys) -> None:
     import onnxruntime as ort
 
+    from nas.checkpoint import CHECKPOINT_FORMAT
     from nas.supernet import Supernet
 
     space = create_space("elasticvit")
     net = Supernet(space, seed=3)
-    torch.save({"supernet": net.state_dict()}, tmp_path / "ckpt.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "supernet": net.state_dict()}, tmp_path / "ckpt.pt")
     out = tmp_path / "min.onnx"
     assert export.main(["--subnet", "min", "--format", "onnx", "--out", str(out),
                         "--checkpoint", str(tmp_path / "ckpt.pt")]) == 0
@@ -228,3 +229,41 @@ def test_export_cli_writes_the_subnet_with_a_checkpoints_weights(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith("error: checkpoint") and len(err.strip().splitlines()) == 1
     assert export.main(["--subnet", "L9", "--format", "onnx", "--out", str(out)]) == 2
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a checkpoint must never be able to do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("where", ["supernet", "format"])
+def test_export_cli_refuses_a_checkpoint_that_would_run_code(where: str, tmp_path: Path, capsys) -> None:
+    marker, ckpt = tmp_path / "pwned", tmp_path / "c.pt"
+    state: dict = {"format": 3, "supernet": {"w": torch.zeros(2)}}
+    state[where] = _RunsCode(marker)
+    torch.save(state, ckpt)
+    code = export.main(["--subnet", "min", "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+                        "--checkpoint", str(ckpt)])
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()  # weights_only refused the call instead of making it
+    assert code == 2 and err.startswith("error: checkpoint") and len(err.splitlines()) == 1 and "system" in err, err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_load_supernet_weights_refuses_foreign_files_in_one_line(space, tmp_path: Path) -> None:
+    from nas.checkpoint import CheckpointError
+
+    cases = {"missing.pt": None, "dict.pt": {"weight": torch.zeros(3)},
+             "old.pt": {"format": 1, "supernet": {"w": torch.zeros(1)}},
+             "other_space.pt": {"format": 3, "supernet": {"w": torch.zeros(1)}}}
+    for name, state in cases.items():
+        if state is not None:
+            torch.save(state, tmp_path / name)
+        with pytest.raises(CheckpointError) as e:
+            export.load_supernet_weights(space, tmp_path / name)
+        assert str(e.value).startswith(f"checkpoint {tmp_path / name}") and len(str(e.value).splitlines()) == 1

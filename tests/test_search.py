@@ -8,8 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nas.accuracy import AccuracyPredictor
 from nas.costs import subnet_costs
-from nas.evolution import Constraints, Infeasible, SearchSettings, crossover, mutate, search
+from nas.evolution import (
+    Candidate,
+    Constraints,
+    Infeasible,
+    SearchSettings,
+    crossover,
+    mutate,
+    pareto_front,
+    search,
+    search_family,
+)
 from nas.search import SearchJob, run
 from nas.search import main as search_main
 from predictor.composition import META_KEY, Composition
@@ -18,7 +29,7 @@ from predictor.lut_io import open_lut, save_lut
 from predictor.subnet_predictor import SubnetPredictor
 
 SMALL = SearchSettings(population=40, generations=8, parents=10)
-
+FAST = ["--population", "24", "--generations", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +115,9 @@ def test_search_job_refuses_impossible_values_and_run_returns_the_json_document(
     for bad in (float("nan"), float("inf"), -1.0, 0.0):
         with pytest.raises(ValueError, match="--latency-ms must be a finite number > 0"):
             SearchJob(lut="pixel4", latency_ms=bad)
-    with pytest.raises(ValueError, match="unknown objective"):
+    with pytest.raises(ValueError, match="unknown objective 'top5'"):
+        SearchJob(lut="pixel4", latency_ms=20, objective="top5")
+    with pytest.raises(ValueError, match="objective 'accuracy' needs --accuracy-predictor"):
         SearchJob(lut="pixel4", latency_ms=20, objective="accuracy")
     job = SearchJob(lut="pixel4", latency_ms=22, population=20, generations=2, top=3, json_out=tmp_path / "r.json")
     doc = run(job)
@@ -152,3 +165,120 @@ def test_truncated_gz_lut_is_a_one_line_error(tmp_path: Path, capsys):
     assert search_main(["--lut", str(cut), "--latency-ms", "20"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "phone.json.gz" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- a family of limits in one run -----------------------------------------------------------------
+def _assert_front(front: list[dict] | list[Candidate]) -> None:
+    """Fastest first, scores strictly rising, and no member beaten on both latency and score by another."""
+    get = (lambda e, k: e[k]) if front and isinstance(front[0], dict) else getattr
+    lat = [get(e, "latency_ms") for e in front]
+    score = [get(e, "score") for e in front]
+    assert lat == sorted(lat) and all(a < b for a, b in zip(score, score[1:]))
+    for i in range(len(front)):
+        for j in range(len(front)):
+            assert i == j or not (lat[j] <= lat[i] and score[j] >= score[i])
+
+
+def test_pareto_front_is_non_dominated_sorted_and_covers_every_candidate(space):
+    rng = random.Random(0)
+    sub = space.min_subnet()
+    cands = [Candidate(sub, rng.uniform(1, 10), 1.0, rng.uniform(0, 1)) for _ in range(300)]
+    cands.append(Candidate(sub, cands[0].latency_ms, 1.0, cands[0].score))  # an exact tie is kept once
+    front = pareto_front(cands)
+    _assert_front(front)
+    for c in cands:  # every candidate is on the front or beaten by (or equal to) a member of it
+        assert any(f.latency_ms <= c.latency_ms and f.score >= c.score for f in front)
+
+
+def test_family_member_finds_what_the_limit_alone_finds(space, pixel4):
+    limits = [Constraints(x) for x in (0.5, 12.0, 22.0)]
+    fam = search_family(space, pixel4.predict, limits, "macs", SMALL, seed=3)
+    assert isinstance(fam.results[0], Infeasible) and "smallest is predicted at" in str(fam.results[0])
+    for lim, res in fam.feasible:
+        alone = search(space, pixel4.predict, lim, "macs", SMALL, random.Random(3))
+        assert [c.subnet for c in res.best] == [c.subnet for c in alone.best]
+        assert all(c.latency_ms <= lim.latency_ms for c in res.feasible_seen)
+    _assert_front(fam.pareto)
+    assert fam.pareto[-1].latency_ms <= 22.0
+
+
+def test_cli_family_reports_an_infeasible_limit_and_writes_json_and_plot(tmp_path: Path, capsys):
+    out, png = tmp_path / "fam.json", tmp_path / "fam.png"
+    assert search_main(["--lut", "pixel4", "--latency-ms", "25", "0.5", "8", *FAST, "--top", "2",
+                        "--json", str(out), "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "limit 0.5 ms: infeasible: no subnet" in text and "limit 8 ms:" in text and "limit 25 ms:" in text
+    doc = json.loads(out.read_text())
+    assert doc["latency_limits_ms"] == [0.5, 8.0, 25.0] and "best" not in doc  # the top-level best: one limit only
+    bad, r8, r25 = doc["results"]
+    assert "infeasible" in bad and "best" not in bad
+    for r in (r8, r25):
+        assert len(r["best"]) == 2 and all(b["latency_ms"] <= r["latency_ms"] for b in r["best"])
+    assert r8["released"] == ["T1"] and r25["released"] == ["T1", "T2", "S1"]
+    assert doc["released"]["T1"]["fits_ms"] == [8.0, 25.0] and doc["released"]["S1"]["fits_ms"] == [25.0]
+    assert "M" not in doc["released"]  # 38.8 ms fits no limit
+    _assert_front(doc["pareto"])
+    assert doc["pareto"][-1]["latency_ms"] <= 25 and doc["settings"]["population"] == 24
+    best = max(b["score"] for r in (r8, r25) for b in r["best"])
+    assert doc["pareto"][-1]["score"] == best  # the front ends at the best subnet of the widest limit
+    assert doc["released"]["T1"]["dominated"] is True  # a found subnet is faster and has more MACs
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_family_where_no_limit_is_feasible_is_one_line_exit_2(capsys):
+    assert search_main(["--lut", "pixel4", "--latency-ms", "0.5", "1", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: infeasible constraint: ") and "<= 2 ms" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_lists_objectives_and_refuses_bad_ones_in_one_line(tmp_path: Path, capsys):
+    assert search_main(["--list-objectives"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["accuracy", "macs", "mes", "params"]
+    for argv, msg in [
+        (["--objective", "top5"], "unknown objective 'top5'; known: ['accuracy', 'macs', 'mes', 'params']"),
+        (["--objective", "accuracy"], "needs --accuracy-predictor PATH"),
+        (["--objective", "accuracy", "--accuracy-predictor", str(tmp_path / "none.json")], "cannot be read"),
+        (["--objective", "macs", "--accuracy-predictor", "p.json"], "read by objectives accuracy and mes"),
+        (["--objective", "mes", "--mes-alpha-latency", "-1"], "--mes-alpha-latency must be a finite number >= 0"),
+        (["--parents", "30", "--population", "20"], "--parents: parents must be between 1 and population - 1"),
+    ]:
+        assert search_main(["--lut", "pixel4", "--latency-ms", "20", *argv]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_accuracy_objective_scores_with_the_saved_predictor(tmp_path: Path, space, capsys):
+    rng = random.Random(1)
+    subs = [space.sample(rng) for _ in range(10)]
+    model = AccuracyPredictor(model="ridge").fit(space, subs, [0.5 + 1e-10 * subnet_costs(space, s)["params"]
+                                                               for s in subs])
+    model.save(tmp_path / "acc.json")
+    out = tmp_path / "acc_search.json"
+    assert search_main(["--lut", "pixel4", "--latency-ms", "15", "--objective", "accuracy", "--accuracy-predictor",
+                        str(tmp_path / "acc.json"), *FAST, "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["objective_config"]["accuracy_predictor"] == str(tmp_path / "acc.json")
+    best = [space.from_dict(b["subnet"]) for b in doc["best"]]
+    np.testing.assert_allclose([b["score"] for b in doc["best"]], model.predict(space, best))
+    assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_verifies_each_limits_best_on_this_host(tmp_path: Path, capsys):
+    """--verify exports the winner, times it through the profiler's runner and stores the timing."""
+    import sqlite3
+
+    out, store = tmp_path / "v.json", tmp_path / "store.sqlite"
+    lut = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "host_lut.json"
+    code = search_main(["--lut", str(lut), "--latency-ms", "6", "--population", "8",
+                        "--generations", "1", "--top", "1", "--verify", "--serial", "local", "--format", "onnx",
+                        "--runs", "5", "--warmup", "1", "--store", str(store), "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    rows = json.loads(out.read_text())["verify"]["rows"]
+    assert [r["name"] for r in rows] == ["best under 6 ms"] and rows[0]["error"] is None
+    assert rows[0]["measured_ms"] > 0 and rows[0]["model_format"] == "onnx" and "best under 6 ms" in printed
+    with sqlite3.connect(store) as db:
+        (n,) = db.execute("select count(*) from measurements where kind = 'network'").fetchone()
+    assert n == 1

@@ -1,6 +1,6 @@
 """End-to-end training demonstration at this machine's scale: a real labelled image set, 2 torchrun ranks on CPU.
 
-    python benchmarks/demo_train.py [--steps 200] [--sample 60] [--work measurements/demo]
+    python benchmarks/demo_train.py [--steps 200] [--sample 200] [--work measurements/demo]
 
 1. `torchrun --nproc_per_node=2 -m nas.train --data digits:train --val digits:val --resolution-scale 0.25 ...`
    trains ElasticViT's supernet on scikit-learn's handwritten digits (1,437 train / 360 val real 8x8 scans,
@@ -32,7 +32,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=32, help="global batch")
-    ap.add_argument("--sample", type=int, default=60, help="random subnets evaluated for the accuracy predictor")
+    ap.add_argument("--sample", type=int, default=200, help="random subnets evaluated for the accuracy predictor")
     ap.add_argument("--work", type=Path, default=ROOT / "measurements" / "demo")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_demo.md")
     args = ap.parse_args()
@@ -93,8 +93,8 @@ def report(args: argparse.Namespace, train: dict, ev: dict, train_s: float, eval
         "resolution (32-64 px instead of 128-256): the figures say how the pipeline ranks subnets at CPU scale, "
         "not what they reach on ImageNet.\n",
         f"Training: {train['steps_done']} steps of global batch {args.batch_size} "
-        f"({train['steps_done'] * args.batch_size / 1437:.1f} epochs), {train_s / 60:.1f} min wall (start-up and "
-        "the final evaluation included), "
+        f"({train['steps_done'] * args.batch_size / 1437:.1f} epochs) in {sum(train['log']['seconds']) / 60:.1f} min "
+        f"of steps (this invocation's torchrun: {train_s / 60:.1f} min wall; a finished checkpoint only resumes), "
         f"{train['images_per_s']} images/s; max subnet's last cross-entropy {train['ce_max_last']:.3f}; "
         f"{train['skipped_images_rank0']} unreadable images skipped.\n",
         f"## Top-1 on digits:val (360 images; binomial SE at 90% is {100 * se:.1f} points)\n",

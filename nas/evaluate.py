@@ -7,9 +7,10 @@ name, min, max or a JSON file/string; --sample K adds K distinct random subnets 
 
 Every result goes to a SQLite store (--store) keyed by the weights' hash, the subnet, the data's
 identity and the calibration settings: a repeated question is answered from the store, not evaluated
-again. `--fit-predictor OUT.json` fits an accuracy predictor (nas.accuracy) on the store's results for
-this checkpoint, data and calibration, and reports its Spearman and Kendall rank correlation on a
-seeded hold-out of evaluated subnets it was not fitted on. The report is printed as JSON.
+again. `--fit-predictor OUT.json` fits an accuracy predictor (nas.accuracy) on this command's subnets
+(--subnet, --sample; without any, on every result the store holds for this checkpoint, data and
+calibration), and reports its Spearman and Kendall rank correlation on a seeded hold-out of them that it
+was not fitted on. The report is printed as JSON.
 """
 from __future__ import annotations
 
@@ -119,8 +120,9 @@ def evaluate_all(space: SearchSpace, subnets: dict[str, Subnet], ctx: Context, s
 
 
 def fit_predictor(space: SearchSpace, store: AccuracyStore, ctx: Context, args: argparse.Namespace,
-                  provenance: dict[str, Any]) -> dict[str, Any]:
-    results = store.results(ctx)
+                  provenance: dict[str, Any], only: set[int] | None = None) -> dict[str, Any]:
+    """Fit on the store's results for `ctx` (those with ids in `only`, when given), hold a seeded share out."""
+    results = [r for r in store.results(ctx) if only is None or r.id in only]
     subs = [space.from_dict(json.loads(r.subnet)) for r in results]
     predictor, report = fit_and_test(space, subs, [r.top1 for r in results], [r.id for r in results],
                                      AccuracyPredictor(model=args.model, seed=args.seed), args.holdout, args.seed)
@@ -152,7 +154,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                                   "evaluated": sum(not r["cached"] for r in results),
                                   "cached": sum(r["cached"] for r in results), "results": results}
         if args.fit_predictor is not None:
-            report["predictor"] = fit_predictor(space, store, ctx, args, provenance)
+            # this command's subnets when it names any, so the same command fits on the same set whatever else
+            # the store holds (e.g. subnets a search found and evaluated later); else the whole store
+            only = {r["id"] for r in results} if results else None
+            report["predictor"] = fit_predictor(space, store, ctx, args, provenance, only)
     return report
 
 

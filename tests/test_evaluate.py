@@ -92,14 +92,19 @@ def test_cli_evaluates_each_subnet_once_and_fits_a_predictor(cli, small_space, c
     assert main([*common, "--subnet", "min", "--calib", "synthetic:8:4"]) == 0
     assert len(calls) == 8 and json.loads(capsys.readouterr().out)["evaluated"] == 1
 
-    # the predictor: fitted on the store's 7 results of this context, ranked on held-out ones only
+    # the predictor: fitted on the store's 7 results of this context when the command names no subnet
     out = tmp_path / "predictor.json"
+    assert main([*common, "--seed", "1", "--fit-predictor", str(out), "--holdout", "0.4"]) == 0
+    everything = json.loads(capsys.readouterr().out)["predictor"]
+    assert len(everything["fit_ids"]) + len(everything["test_ids"]) == 7
+    # ... and on this command's own 6 subnets when it names some (the seventh stays out), ranked on held-out ones
     assert main([*base, "--fit-predictor", str(out), "--holdout", "0.4"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert len(calls) == 8  # fitting evaluates nothing
     pred = report["predictor"]
     fit_ids, test_ids = set(pred["fit_ids"]), set(pred["test_ids"])
-    assert not fit_ids & test_ids and len(fit_ids | test_ids) == 7 and len(test_ids) == 3
+    assert not fit_ids & test_ids and fit_ids | test_ids == {r["id"] for r in first["results"]}
+    assert len(test_ids) == 3  # max(MIN_SIDE, round(0.4 x 6))
     assert pred["fraction"] == 0.4 and pred["seed"] == 1 and "spearman" in pred and "kendall" in pred
     # the reported correlation is the saved predictor's on the held-out subnets
     loaded = AccuracyPredictor.load(out)

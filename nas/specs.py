@@ -19,7 +19,8 @@ def resolve_subnet(space: SearchSpace, spec: str) -> Subnet:
         return space.max_subnet()
     if spec in space.released:
         return space.released[spec]
-    is_file = spec.endswith(".json") or Path(spec).is_file()
+    # a JSON string is never a path (a long one would make is_file() fail with "file name too long")
+    is_file = not spec.lstrip().startswith("{") and (spec.endswith(".json") or Path(spec).is_file())
     text = Path(spec).read_text() if is_file else spec
     if not is_file and not text.lstrip().startswith("{"):
         raise ValueError(f"unknown subnet {spec!r}; released: {list(space.released)}, or 'min', 'max', JSON")

@@ -108,8 +108,8 @@ def report(args: argparse.Namespace, train: dict, ev: dict, train_s: float, eval
     if pred:
         lines += ["", "## Accuracy predictor (held-out subnets)\n",
                   f"Fitted on {pred['n_fit']} evaluated subnets, scored on {pred['n_test']} it was not fitted on "
-                  f"(seeded split of the store's results): Spearman {pred.get('spearman')}, Kendall "
-                  f"{pred.get('kendall')}; model {pred.get('model')}."]
+                  f"(a seeded split of the subnets above; the model chosen by cross-validation on the fitted ones): "
+                  f"Spearman {pred['spearman']:.2f}, Kendall {pred['kendall']:.2f}; model {pred.get('model')}."]
     return "\n".join(lines) + "\n"
 
 

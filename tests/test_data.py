@@ -152,3 +152,12 @@ def test_open_dataset_forms(tmp_path: Path, monkeypatch):
     ds = open_dataset("digits:val", 32)
     assert len(ds) == 360 and ds.classes == 10 and ds[0][0].shape == (3, 32, 32)
     assert open_dataset("synthetic:8:2", 32)[(3, 1)][2] == 0
+
+
+@pytest.mark.gpu
+def test_a_mixed_precision_step_on_cuda(small_space, tmp_path: Path):
+    data = ImageFolder(_folder(tmp_path / "d"), 32, TrainTransform(32))
+    settings = TrainSettings(steps=2, batch_size=4, subnets_per_step=1, sampler="uniform", amp=True,
+                             resolution_scale=0.25, workers=0, device="cuda")
+    net, log = train(small_space, data, settings)
+    assert next(net.parameters()).is_cuda and all(np.isfinite(log.ce_max))

@@ -119,8 +119,11 @@ def test_killed_run_resumes_with_every_block_once(tmp_path: Path):
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        if store.exists() and _count(store)[0] >= 2:
-            break
+        try:
+            if store.exists() and _count(store)[0] >= 2:
+                break
+        except sqlite3.OperationalError:  # the file exists a moment before its tables do
+            pass
         time.sleep(0.2)
     proc.kill()  # SIGKILL mid-run: no cleanup code runs
     proc.wait()

@@ -74,7 +74,7 @@ def test_the_global_batch_is_split_into_the_ranks_slices():
     whole = _batches(data, 8, seed=5, step=1, ranks=Ranks())
     halves = [_batches(data, 8, seed=5, step=1, ranks=Ranks(r, 2, r)) for r in (0, 1)]
     for _ in range(4):
-        x, y = next(whole)
+        x, y, _ = next(whole)
         parts = [next(h) for h in halves]
         assert torch.equal(x, torch.cat([p[0] for p in parts])) and torch.equal(y, torch.cat([p[1] for p in parts]))
 
@@ -139,6 +139,8 @@ def test_an_interrupted_torchrun_job_resumes_with_the_same_command(two_ranks: Pa
     assert json.loads(out.read_text())["steps_done"] == 1
     _torchrun(command)  # the same command: resumes at step 1 and ends at --steps 2
     resumed, uninterrupted = torch.load(ckpt, weights_only=True), torch.load(two_ranks, weights_only=True)
-    assert resumed["step"] == 2 and resumed["log"] == uninterrupted["log"]
+    assert resumed["step"] == 2
+    for key, value in resumed["log"].items():  # all but the step wall times
+        assert key == "seconds" or value == uninterrupted["log"][key], key
     for k, v in uninterrupted["supernet"].items():
         assert torch.equal(resumed["supernet"][k], v), k  # exact: same ranks, same operations, same order

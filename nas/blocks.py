@@ -5,7 +5,7 @@ phone measurements and ours join on it. `parse_key(key)` is the exact inverse of
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, ClassVar, Union
 
 ACT = "hard_swish"
@@ -132,9 +132,114 @@ class HeadCfg:
         return f"mbpool_{self.hw}_{self.channels}_{self.hidden}_{self.expand}_{ACT}"
 
 
-BlockCfg = Union[FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg]
+# ---- EfficientFormerV2 (shared/docs/efficientformerv2.md): NCHW maps, BN, GELU ----------------------------
+
+@dataclass(frozen=True)
+class EffStemCfg:
+    """Two 3x3 convs stride 2 (3 -> C/2 -> C), BN, GELU: the image (1, 3, R, R) to R/4."""
+
+    type: ClassVar[str] = "effstem"
+    resolution: int
+    cout: int
+
+    @property
+    def key(self) -> str:
+        return f"effstem_{self.resolution}_{self.cout}"
+
+    @property
+    def hw_out(self) -> int:
+        return ceil_div(ceil_div(self.resolution, 2), 2)
+
+
+@dataclass(frozen=True)
+class EffFFNCfg:
+    """The unified FFN block x + s * Mlp(x) (1x1 C -> eC, 3x3 depthwise, 1x1 eC -> C) on (1, C, hw, hw)."""
+
+    type: ClassVar[str] = "effffn"
+    hw: int
+    channels: int
+    expand: int
+
+    @property
+    def key(self) -> str:
+        return f"effffn_{self.hw}_{self.channels}_{self.expand}"
+
+
+@dataclass(frozen=True)
+class EffAttnCfg:
+    """AttnFFN: x + s1 * Attention4D(x) then the FFN block, on (1, C, hw, hw); stride 2 = stride attention
+    (attention at half the side, upsampled before the projection)."""
+
+    type: ClassVar[str] = "effattn"
+    hw: int
+    channels: int
+    expand: int
+    stride: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"effattn_{self.hw}_{self.channels}_{self.expand}_{self.stride}"
+
+    @property
+    def attn_hw(self) -> int:
+        return ceil_div(self.hw, self.stride)
+
+
+@dataclass(frozen=True)
+class EffConvDSCfg:
+    """Downsampling between stages 0-1 and 1-2: 3x3 conv stride 2 + BN, (1, cin, hw, hw) -> (1, cout, hw/2, hw/2)."""
+
+    type: ClassVar[str] = "effconvds"
+    hw: int
+    cin: int
+    cout: int
+
+    @property
+    def key(self) -> str:
+        return f"effconvds_{self.hw}_{self.cin}_{self.cout}"
+
+    @property
+    def hw_out(self) -> int:
+        return ceil_div(self.hw, 2)
+
+
+@dataclass(frozen=True)
+class EffAttnDSCfg:
+    """Dual-path attention downsampling between stages 2-3: [3x3 conv s2 + BN] + Attention4DDownsample."""
+
+    type: ClassVar[str] = "effattnds"
+    hw: int
+    cin: int
+    cout: int
+
+    @property
+    def key(self) -> str:
+        return f"effattnds_{self.hw}_{self.cin}_{self.cout}"
+
+    @property
+    def hw_out(self) -> int:
+        return ceil_div(self.hw, 2)
+
+
+@dataclass(frozen=True)
+class EffHeadCfg:
+    """BN, mean over positions, classifier and distillation Linear C -> classes (averaged), on (1, C, hw, hw)."""
+
+    type: ClassVar[str] = "effhead"
+    hw: int
+    channels: int
+    classes: int = 1000
+
+    @property
+    def key(self) -> str:
+        return f"effhead_{self.hw}_{self.channels}"
+
+
+BlockCfg = Union[FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg,
+                 EffStemCfg, EffFFNCfg, EffAttnCfg, EffConvDSCfg, EffAttnDSCfg, EffHeadCfg]
 BLOCK_TYPES: dict[str, type] = {
-    c.type: c for c in (FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg)
+    c.type: c for c in (FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg,
+                        EffStemCfg, EffFFNCfg, EffAttnCfg, EffConvDSCfg, EffAttnDSCfg, EffHeadCfg)
 }
 
 
@@ -188,7 +293,20 @@ def _parse_head(p: list[str], key: str) -> BlockCfg:
     return HeadCfg(hw=hw, channels=c, hidden=hidden, expand=e)
 
 
+def _int_fields(cls: type) -> Callable[[list[str], str], BlockCfg]:
+    """Parser of a key that is the type followed by the config's first fields as integers, in order."""
+    names = [f.name for f in fields(cls) if f.name != "classes"]
+
+    def parse(p: list[str], key: str) -> BlockCfg:
+        if len(p) != len(names):
+            raise KeyError_(f"bad {cls.type} key {key!r}: expected {len(names)} fields {names}")  # type: ignore[attr-defined]
+        return cls(**dict(zip(names, _ints(p, key))))
+
+    return parse
+
+
 _PARSERS: dict[str, Callable[[list[str], str], BlockCfg]] = {
+    **{c.type: _int_fields(c) for c in (EffStemCfg, EffFFNCfg, EffAttnCfg, EffConvDSCfg, EffAttnDSCfg, EffHeadCfg)},
     "firstconv": _parse_firstconv,
     "conv": _parse_conv,
     "transds": _parse_transds,

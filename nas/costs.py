@@ -15,6 +15,12 @@ from typing import Iterable
 from nas.blocks import (
     AttentionCfg,
     BlockCfg,
+    EffAttnCfg,
+    EffAttnDSCfg,
+    EffConvDSCfg,
+    EffFFNCfg,
+    EffHeadCfg,
+    EffStemCfg,
     FFNCfg,
     FirstConvCfg,
     HeadCfg,
@@ -152,6 +158,115 @@ def _head_ops(cfg: HeadCfg) -> list[OpCost]:
     ]
 
 
+# ---- EfficientFormerV2 -------------------------------------------------------------------------------
+# Parameters by the official profiler's rule (snap-research/EfficientFormer `toolbox.py`), which made the
+# published 3.5M / 6.1M / 12.6M / 26.1M: per conv its weight plus its input channels per group (counted in
+# place of the bias), per linear layer weight plus bias; BatchNorm (fused at inference), layer scales and
+# relative-position bias tables are not counted. MACs: convolutions, linear layers and attention matmuls
+# (what torch's FLOP counter counts); macs_ref is the same count.
+
+def _effconv(name: str, hw_in: int, hw_out: int, cin: int, cout: int, k: int = 1, depthwise: bool = False) -> OpCost:
+    groups = cin if depthwise else 1
+    kind = "dwconv" if depthwise else ("conv1x1" if k == 1 else "conv")
+    return _conv(name, kind, hw_in, hw_out, cin, cout, k, groups=groups, bias_params=cin // groups)
+
+
+def _bn_act(name: str, hw: int, c: int, act: bool = True) -> OpCost:
+    """BatchNorm (+ GELU): elementwise, its parameters uncounted (fused)."""
+    return _elementwise(name, hw * hw * c, c, kind="norm" if not act else "elementwise")
+
+
+def _matmul(name: str, heads: int, nq: int, nk: int, inner: int, out_cols: int, reads: int, writes: int) -> OpCost:
+    macs = heads * nq * nk * inner
+    return OpCost(name, "matmul", macs, 0, _b(reads), _b(writes), 0, _b(heads * nq * nk), heads * nq, out_cols, macs)
+
+
+def _eff_mlp_ops(hw: int, c: int, e: int) -> list[OpCost]:
+    hidden = c * e
+    return [
+        _effconv("fc1", hw, hw, c, hidden),
+        _bn_act("fc1_bn_act", hw, hidden),
+        _effconv("mid", hw, hw, hidden, hidden, 3, depthwise=True),
+        _bn_act("mid_bn_act", hw, hidden),
+        _effconv("fc2", hw, hw, hidden, c),
+        _bn_act("fc2_bn", hw, c, act=False),
+        _elementwise("residual", hw * hw * c, c, reads=2),
+    ]
+
+
+def _eff_attention_ops(cfg: EffAttnCfg, key_dim: int = 32, heads: int = 8, attn_ratio: int = 4) -> list[OpCost]:
+    hw, c, s = cfg.hw, cfg.channels, cfg.attn_hw
+    n, qk, dh = s * s, heads * key_dim, heads * attn_ratio * key_dim
+    ops: list[OpCost] = []
+    if cfg.stride != 1:
+        ops += [_effconv("stride_conv", hw, s, c, c, 3, depthwise=True), _bn_act("stride_bn", s, c, act=False)]
+    ops += [
+        _effconv("q", s, s, c, qk), _effconv("k", s, s, c, qk), _effconv("v", s, s, c, dh),
+        _bn_act("qkv_bn", s, 2 * qk + dh, act=False),
+        _effconv("v_local", s, s, dh, dh, 3, depthwise=True), _bn_act("v_local_bn", s, dh, act=False),
+        _matmul("qk", heads, n, n, key_dim, n, 2 * n * qk, heads * n * n),
+        _elementwise("pos_bias", heads * n * n, n, reads=2, attn=True),
+        _conv("talking_head1", "conv1x1", n, n, heads, heads, 1, bias_params=heads),
+        _elementwise("softmax", heads * n * n, n, kind="softmax", attn=True),
+        _conv("talking_head2", "conv1x1", n, n, heads, heads, 1, bias_params=heads),
+        _matmul("av", heads, n, n, attn_ratio * key_dim, attn_ratio * key_dim, heads * n * n + n * dh, n * dh),
+        _elementwise("v_local_add", n * dh, dh, reads=2),
+    ]
+    if cfg.stride != 1:
+        ops.append(_elementwise("upsample", hw * hw * dh, dh, reads=1))
+    ops += [
+        _elementwise("act", hw * hw * dh, dh),
+        _effconv("proj", hw, hw, dh, c), _bn_act("proj_bn", hw, c, act=False),
+        _elementwise("residual", hw * hw * c, c, reads=2),
+    ]
+    return ops
+
+
+def _eff_attnds_ops(cfg: EffAttnDSCfg, key_dim: int = 16, heads: int = 8, attn_ratio: int = 4) -> list[OpCost]:
+    hw, ho, cin, cout = cfg.hw, cfg.hw_out, cfg.cin, cfg.cout
+    n, n2, qk, dh = hw * hw, ho * ho, heads * key_dim, heads * attn_ratio * key_dim
+    return [
+        _effconv("conv", hw, ho, cin, cout, 3), _bn_act("conv_bn", ho, cout, act=False),
+        _effconv("q_local", hw, ho, cin, cin, 3, depthwise=True),
+        _elementwise("q_pool", ho * ho * cin, cin, kind="pool"),
+        _elementwise("q_add", ho * ho * cin, cin, reads=2),
+        _effconv("q", ho, ho, cin, qk), _effconv("k", hw, hw, cin, qk), _effconv("v", hw, hw, cin, dh),
+        _bn_act("qkv_bn", hw, qk + dh, act=False),
+        _effconv("v_local", hw, ho, dh, dh, 3, depthwise=True), _bn_act("v_local_bn", ho, dh, act=False),
+        _matmul("qk", heads, n2, n, key_dim, n, (n2 + n) * qk, heads * n2 * n),
+        _elementwise("pos_bias", heads * n2 * n, n, reads=2, attn=True),
+        _elementwise("softmax", heads * n2 * n, n, kind="softmax", attn=True),
+        _matmul("av", heads, n2, n, attn_ratio * key_dim, attn_ratio * key_dim, heads * n2 * n + n * dh, n2 * dh),
+        _elementwise("v_local_add", n2 * dh, dh, reads=2),
+        _elementwise("act", n2 * dh, dh),
+        _effconv("proj", ho, ho, dh, cout), _bn_act("proj_bn", ho, cout, act=False),
+        _elementwise("sum", n2 * cout, cout, reads=2),
+    ]
+
+
+def _eff_ops(cfg: BlockCfg) -> list[OpCost] | None:
+    """The ops of an EfficientFormerV2 block; None for another family's."""
+    if isinstance(cfg, EffStemCfg):
+        h1, h2, c = ceil_div(cfg.resolution, 2), cfg.hw_out, cfg.cout
+        return [_effconv("conv1", cfg.resolution, h1, 3, c // 2, 3), _bn_act("bn1_act", h1, c // 2),
+                _effconv("conv2", h1, h2, c // 2, c, 3), _bn_act("bn2_act", h2, c)]
+    if isinstance(cfg, EffFFNCfg):
+        return _eff_mlp_ops(cfg.hw, cfg.channels, cfg.expand)
+    if isinstance(cfg, EffAttnCfg):
+        return _eff_attention_ops(cfg) + _eff_mlp_ops(cfg.hw, cfg.channels, cfg.expand)
+    if isinstance(cfg, EffConvDSCfg):
+        return [_effconv("conv", cfg.hw, cfg.hw_out, cfg.cin, cfg.cout, 3),
+                _bn_act("bn", cfg.hw_out, cfg.cout, act=False)]
+    if isinstance(cfg, EffAttnDSCfg):
+        return _eff_attnds_ops(cfg)
+    if isinstance(cfg, EffHeadCfg):
+        n, c = cfg.hw * cfg.hw, cfg.channels
+        return [_bn_act("norm", cfg.hw, c, act=False), _elementwise("mean", c, c, reads=n, kind="pool"),
+                _linear("head", 1, c, cfg.classes, bias=True), _linear("dist_head", 1, c, cfg.classes, bias=True),
+                _elementwise("average", cfg.classes, cfg.classes, reads=2)]
+    return None
+
+
 @lru_cache(maxsize=65536)
 def block_ops(cfg: BlockCfg) -> tuple[OpCost, ...]:
     """The ops a block runs, with their costs."""
@@ -173,6 +288,9 @@ def block_ops(cfg: BlockCfg) -> tuple[OpCost, ...]:
         return tuple(_ffn_ops(cfg))
     if isinstance(cfg, HeadCfg):
         return tuple(_head_ops(cfg))
+    eff = _eff_ops(cfg)
+    if eff is not None:
+        return tuple(eff)
     raise TypeError(f"no cost model for block config {cfg!r}")
 
 

@@ -1,9 +1,15 @@
-"""A search space: a declarative stage table plus validation, sampling and block listing."""
+"""A search space: a declarative stage table plus validation, sampling and block listing.
+
+`SearchSpace` is ElasticViT's kind of space (conv and transformer stages, first conv, MBPool head); a space
+of another family subclasses it and overrides the per-stage hooks (`validate_stage`, `sample_stage`,
+`extreme_stage`, `layer_blocks`, `stem_block`, `head_block`, `supernet_layers`, `_iter_blocks`), keeping the
+shared machinery (resolution, stage count and width checks, the sampling loop, the block walk).
+"""
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Iterator, Literal
+from typing import Callable, Iterable, Iterator
 
 from nas.blocks import (
     AttentionCfg,
@@ -22,10 +28,24 @@ class InvalidSubnet(ValueError):
     """A subnet that the space does not contain; the message names the field and its allowed values."""
 
 
+def invalid(where: str, value: object, allowed: object) -> InvalidSubnet:
+    return InvalidSubnet(f"{where} = {value!r} is not allowed; allowed: {allowed}")
+
+
+CHOICE_FIELDS = ("kernel", "expand", "mlp", "v_scale", "expands", "vit_num")  # StageChoice's optional fields
+
+
+def reject_unused(spec: "StageSpec", st: StageChoice, used: Iterable[str]) -> None:
+    """Raise InvalidSubnet for a choice the stage's kind does not have (it must stay None)."""
+    unused = [f for f in CHOICE_FIELDS if f not in used and getattr(st, f) is not None]
+    if unused:
+        raise invalid(f"stages.{spec.name}.{unused[0]}", getattr(st, unused[0]), None)
+
+
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    kind: Literal["mbconv", "transformer"]
+    kind: str  # "mbconv" or "transformer" here; other spaces' kinds in their StageSpec subclasses
     stride: int
     depths: tuple[int, ...]
     widths: tuple[int, ...]
@@ -52,25 +72,15 @@ class SearchSpace:
 
     # ---- validation -------------------------------------------------------------------
     def validate(self, sub: Subnet) -> Subnet:
-        def bad(where: str, value: object, allowed: object) -> InvalidSubnet:
-            return InvalidSubnet(f"{where} = {value!r} is not allowed; allowed: {allowed}")
-
         if sub.space != self.name:
-            raise bad("space", sub.space, [self.name])
+            raise invalid("space", sub.space, [self.name])
         if sub.resolution not in self.resolutions:
-            raise bad("resolution", sub.resolution, list(self.resolutions))
+            raise invalid("resolution", sub.resolution, list(self.resolutions))
         if len(sub.stages) != len(self.stages):
-            raise bad("number of stages", len(sub.stages), len(self.stages))
+            raise invalid("number of stages", len(sub.stages), len(self.stages))
         prev_width = 0
         for spec, st in zip(self.stages, sub.stages):
-            opts = self.stage_options(spec)
-            for fname, allowed in opts.items():
-                value = getattr(st, fname)
-                if value not in allowed:
-                    raise bad(f"stages.{spec.name}.{fname}", value, list(allowed))
-            unused = [f for f in ("kernel", "expand", "mlp", "v_scale") if f not in opts and getattr(st, f) is not None]
-            if unused:
-                raise bad(f"stages.{spec.name}.{unused[0]}", getattr(st, unused[0]), None)
+            self.validate_stage(spec, st)
             if st.width < prev_width:
                 raise InvalidSubnet(
                     f"stages.{spec.name}.width = {st.width} is smaller than the previous stage's {prev_width}; "
@@ -78,6 +88,15 @@ class SearchSpace:
                 )
             prev_width = st.width
         return sub
+
+    def validate_stage(self, spec: StageSpec, st: StageChoice) -> None:
+        """Raise InvalidSubnet naming the first choice of `st` that `spec` does not allow."""
+        opts = self.stage_options(spec)
+        for fname, allowed in opts.items():
+            value = getattr(st, fname)
+            if value not in allowed:
+                raise invalid(f"stages.{spec.name}.{fname}", value, list(allowed))
+        reject_unused(spec, st, opts)
 
     @staticmethod
     def stage_options(spec: StageSpec) -> dict[str, tuple[int, ...]]:
@@ -102,16 +121,25 @@ class SearchSpace:
                 widths = [w for w in spec.widths if w >= prev]
                 if not widths:
                     break
-                choice = {k: rng.choice(v) for k, v in self.stage_options(spec).items()}
-                choice["width"] = rng.choice(widths)
-                prev = choice["width"]
-                stages.append(StageChoice(**choice))
+                st = self.sample_stage(spec, rng, widths)
+                prev = st.width
+                stages.append(st)
             else:
                 return Subnet(self.name, rng.choice(self.resolutions), tuple(stages))
         raise RuntimeError(f"could not sample a valid subnet of {self.name!r} in {max_tries} tries")
 
-    def _extreme(self, pick: type[min] | type[max]) -> Subnet:
-        stages = [StageChoice(**{k: pick(v) for k, v in self.stage_options(s).items()}) for s in self.stages]
+    def sample_stage(self, spec: StageSpec, rng: random.Random, widths: list[int]) -> StageChoice:
+        """One stage's choices, its width drawn from `widths` (those not below the previous stage's)."""
+        choice = {k: rng.choice(v) for k, v in self.stage_options(spec).items()}
+        choice["width"] = rng.choice(widths)
+        return StageChoice(**choice)
+
+    def extreme_stage(self, spec: StageSpec, pick: Callable) -> StageChoice:
+        """The stage with every choice at `pick` (min or max) of its options."""
+        return StageChoice(**{k: pick(v) for k, v in self.stage_options(spec).items()})
+
+    def _extreme(self, pick: Callable) -> Subnet:
+        stages = [self.extreme_stage(s, pick) for s in self.stages]
         return self.validate(Subnet(self.name, pick(self.resolutions), tuple(stages)))
 
     def min_subnet(self) -> Subnet:
@@ -137,19 +165,35 @@ class SearchSpace:
     # ---- blocks -----------------------------------------------------------------------
     def blocks_of(self, sub: Subnet) -> list[BlockCfg]:
         """The blocks a subnet runs, in order (the unit of measurement and of the LUT)."""
+        first, stages, head = self.layers_of(sub)
+        return [first, *(b for layers in stages for layer in layers for b in layer), head]
+
+    def layers_of(self, sub: Subnet) -> tuple[BlockCfg, list[list[list[BlockCfg]]], BlockCfg]:
+        """`blocks_of(sub)` grouped: (stem block, per stage per layer its blocks, head block)."""
         self.validate(sub)
-        blocks: list[BlockCfg] = []
-        first = FirstConvCfg(resolution=sub.resolution, cout=sub.stages[0].width)
-        blocks.append(first)
-        hw, cin = first.hw_out, first.cout
+        first = self.stem_block(sub)
+        hw, cin = first.hw_out, first.cout  # type: ignore[union-attr]
+        stages: list[list[list[BlockCfg]]] = []
         for spec, st in zip(self.stages, sub.stages):
+            layers = []
             for layer in range(st.depth):
-                blocks.extend(self.layer_blocks(spec, st, layer, hw, cin))
+                layers.append(self.layer_blocks(spec, st, layer, hw, cin))
                 if layer == 0:
                     hw = ceil_div(hw, spec.stride)
                 cin = st.width
-        blocks.append(HeadCfg(hw=hw, channels=cin, hidden=self.head_hidden, expand=self.head_expand))
-        return blocks
+            stages.append(layers)
+        return first, stages, self.head_block(hw, cin)
+
+    def stem_block(self, sub: Subnet) -> BlockCfg:
+        """The block on the image (it has `hw_out` and `cout`)."""
+        return FirstConvCfg(resolution=sub.resolution, cout=sub.stages[0].width)
+
+    def head_block(self, hw: int, channels: int) -> BlockCfg:
+        return HeadCfg(hw=hw, channels=channels, hidden=self.head_hidden, expand=self.head_expand)
+
+    def supernet_layers(self) -> tuple[BlockCfg, list[list[list[BlockCfg]]], BlockCfg]:
+        """The weight-sharing supernet's blocks, grouped as `layers_of`: the largest block of every position."""
+        return self.layers_of(self.max_subnet())
 
     @staticmethod
     def layer_blocks(spec: StageSpec, st: StageChoice, layer: int, hw: int, cin: int) -> list[BlockCfg]:
@@ -193,7 +237,7 @@ class SearchSpace:
         widths = self._reachable_widths()
         for res in self.resolutions:
             for c0 in widths[0]:
-                yield FirstConvCfg(resolution=res, cout=c0)
+                yield self.stem_block(Subnet(self.name, res, (StageChoice(depth=1, width=c0),)))
             hw = ceil_div(res, 2)
             for i, spec in enumerate(self.stages):
                 prev_widths = widths[i - 1] if i > 0 else widths[0]
@@ -209,7 +253,7 @@ class SearchSpace:
                             yield from self.layer_blocks(spec, st, 1, hw_out, cout)
                 hw = ceil_div(hw, spec.stride)
             for c in widths[-1]:
-                yield HeadCfg(hw=hw, channels=c, hidden=self.head_hidden, expand=self.head_expand)
+                yield self.head_block(hw, c)
 
 
 def _product(options: dict[str, tuple[int, ...]]) -> Iterator[dict[str, int]]:

@@ -15,6 +15,13 @@ def _int(where: str, value: Any) -> int:
     return value
 
 
+def _choice(where: str, value: Any) -> int | tuple[int, ...]:
+    """One choice (an int) or a per-block list of them (a tuple of ints)."""
+    if isinstance(value, list):
+        return tuple(_int(f"{where}[{i}]", v) for i, v in enumerate(value))
+    return _int(where, value)
+
+
 @dataclass(frozen=True)
 class StageChoice:
     """Choices of one stage; fields a stage kind does not use stay None."""
@@ -25,9 +32,11 @@ class StageChoice:
     expand: int | None = None  # conv stages (the stem has no expansion: 1)
     mlp: int | None = None  # transformer stages
     v_scale: int | None = None  # transformer stages
+    expands: tuple[int, ...] | None = None  # one expansion per block (EfficientFormerV2's FFNs)
+    vit_num: int | None = None  # attention blocks at the end of the stage (EfficientFormerV2)
 
-    def to_dict(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    def to_dict(self) -> dict[str, int | list[int]]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ class Subnet:
             unknown = set(st) - allowed
             if unknown:
                 raise ValueError(f"stage {name!r}: unknown field(s) {sorted(unknown)}; allowed {sorted(allowed)}")
-            stages.append(StageChoice(**{k: _int(f"stages.{name}.{k}", v) for k, v in st.items()}))
+            stages.append(StageChoice(**{k: _choice(f"stages.{name}.{k}", v) for k, v in st.items()}))
         return Subnet(space=str(data["space"]), resolution=_int("resolution", data["resolution"]),
                       stages=tuple(stages))
 

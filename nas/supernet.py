@@ -1,7 +1,8 @@
 """Weight-sharing supernet (once-for-all mechanics) and standalone subnets, from the same blocks.
 
-`Net` is the network: first conv -> stages (conv stages on NCHW maps; the map is flattened to
+`Net` is the network: stem block -> stages (conv stages on NCHW maps; the map is flattened to
 tokens before the first transformer stage) -> head; stage i runs its first `depths[i]` layers.
+The blocks come from the space (`SearchSpace.layers_of`), so any space's networks are `Net`s.
 A standalone subnet is a `Net` of exact-size blocks (`build_subnet`); the `Supernet` is a `Net` of
 max-size blocks whose active sizes are set per subnet, and `get_active_subnet()` copies the
 active slices into a standalone `Net`. State-dict names match between the two.
@@ -15,8 +16,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from nas.blocks import BlockCfg, FirstConvCfg, HeadCfg, MBConvCfg, TransDSCfg
-from nas.modules import FFN, Attention, FirstConv, Head, MBConv, construct_block, inherit, init_weights_
+from nas.blocks import BlockCfg, MBConvCfg, TransDSCfg
+from nas.modules import MBConv, activate, construct_block, inherit, init_weights_
 from nas.modules.layers import to_tokens
 from nas.registry import create_space
 from nas.searchspace import SearchSpace
@@ -27,21 +28,9 @@ log = logging.getLogger(__name__)
 LayerCfgs = list[BlockCfg]  # one conv layer: [MBConv]; one transformer layer: [(TransDS,) Attention, FFN]
 
 
-def layer_cfgs(space: SearchSpace, sub: Subnet) -> tuple[FirstConvCfg, list[list[LayerCfgs]], HeadCfg]:
-    """`space.blocks_of(sub)` grouped into (first conv, per stage per layer block configs, head)."""
-    blocks = space.blocks_of(sub)
-    first, head, rest = blocks[0], blocks[-1], iter(blocks[1:-1])
-    assert isinstance(first, FirstConvCfg) and isinstance(head, HeadCfg)
-    stages: list[list[LayerCfgs]] = []
-    for spec, st in zip(space.stages, sub.stages):
-        layers = []
-        for i in range(st.depth):
-            n = 1 if spec.kind == "mbconv" else (3 if i == 0 else 2)
-            layers.append([next(rest) for _ in range(n)])
-        stages.append(layers)
-    if next(rest, None) is not None:
-        raise AssertionError("blocks_of() returned more blocks than the stage depths account for")
-    return first, stages, head
+def layer_cfgs(space: SearchSpace, sub: Subnet) -> tuple[BlockCfg, list[list[LayerCfgs]], BlockCfg]:
+    """`space.blocks_of(sub)` grouped into (stem block, per stage per layer block configs, head)."""
+    return space.layers_of(sub)
 
 
 def _layer(blocks: list[nn.Module]) -> nn.Module:
@@ -49,7 +38,7 @@ def _layer(blocks: list[nn.Module]) -> nn.Module:
 
 
 class Net(nn.Module):
-    def __init__(self, first: FirstConv, stages: list[list[nn.Module]], kinds: list[str], head: Head) -> None:
+    def __init__(self, first: nn.Module, stages: list[list[nn.Module]], kinds: list[str], head: nn.Module) -> None:
         super().__init__()
         self.first_conv = first
         self.stages = nn.ModuleList(nn.ModuleList(layers) for layers in stages)
@@ -79,7 +68,7 @@ def _construct_net(space: SearchSpace, sub: Subnet) -> Net:
     first, stages, head = layer_cfgs(space, sub)
     modules = [[_layer([construct_block(c) for c in layer]) for layer in layers] for layers in stages]
     kinds = [s.kind for s in space.stages]
-    return Net(construct_block(first), modules, kinds, construct_block(head))  # type: ignore[arg-type]
+    return Net(construct_block(first), modules, kinds, construct_block(head))
 
 
 def build_subnet(sub: Subnet, space: SearchSpace | None = None, seed: int = 0) -> Net:
@@ -94,17 +83,19 @@ class Supernet(Net):
     """Max-size blocks shared by every subnet of `space`.
 
     Input width of layer 0 of stages after the stem varies with the previous stage's width, so
-    those layers always carry a shortcut conv; all other sizes come from `space.max_subnet()`
-    (the largest resolution also gives the largest token grid, so the bias tables fit every side).
+    those layers always carry a shortcut conv; all other sizes come from `space.supernet_layers()`
+    (by default the blocks of `space.max_subnet()`; the largest resolution also gives the largest
+    token grid, so the bias tables fit every side). Each block is set to run the subnet's block
+    config of its position (`nas.modules.activate`).
     """
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         biggest = space.max_subnet()
-        first, stages, head = layer_cfgs(space, biggest)
+        first, stages, head = space.supernet_layers()
         modules = [[_layer([self._max_block(c, i, j) for c in layer]) for j, layer in enumerate(layers)]
                    for i, layers in enumerate(stages)]
         kinds = [s.kind for s in space.stages]
-        super().__init__(construct_block(first), modules, kinds, construct_block(head))  # type: ignore[arg-type]
+        super().__init__(construct_block(first), modules, kinds, construct_block(head))
         self.space = space
         init_weights_(self, torch.Generator().manual_seed(seed))
         self.set_active_subnet(biggest)
@@ -117,20 +108,11 @@ class Supernet(Net):
         return construct_block(cfg)
 
     def set_active_subnet(self, sub: Subnet) -> None:
-        self.space.validate(sub)
-        self.first_conv.set_active(cout=sub.stages[0].width)
-        for i, (spec, st) in enumerate(zip(self.space.stages, sub.stages)):
-            self.depths[i] = st.depth
-            for layer in self.stages[i]:
-                for block in (layer if isinstance(layer, nn.Sequential) else [layer]):
-                    if isinstance(block, MBConv) and spec.kind == "mbconv":
-                        block.set_active(cout=st.width, expand=st.expand or 1, kernel=st.kernel)
-                    elif isinstance(block, MBConv):  # transformer downsampling: fixed expand and kernel
-                        block.set_active(cout=st.width)
-                    elif isinstance(block, Attention):
-                        block.set_active(v_scale=st.v_scale)
-                    elif isinstance(block, FFN):
-                        block.set_active(mlp=st.mlp)
+        first, stages, head = self.space.layers_of(sub)  # validates
+        self.depths = [len(layers) for layers in stages]
+        cfgs = [first, *(b for layers in stages for layer in layers for b in layer), head]
+        for block, cfg in zip(self.active_blocks(), cfgs, strict=True):
+            activate(block, cfg)
         self.active = sub
 
     def sample_active_subnet(self, rng: random.Random) -> Subnet:

@@ -35,6 +35,17 @@ def space():
     return create_space("elasticvit")
 
 
+SPACE_NAMES = ("elasticvit", "efficientformerv2")  # tests/test_space.py checks this is every registered space
+
+
+@pytest.fixture(scope="session", params=SPACE_NAMES)
+def any_space(request: pytest.FixtureRequest):
+    """Each registered search space in turn, for the tests every space must pass."""
+    from nas.registry import create_space
+
+    return create_space(request.param)
+
+
 @pytest.fixture(scope="session")
 def small_space(space):
     """The space at one small resolution: keeps CPU training steps around a second."""

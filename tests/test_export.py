@@ -23,6 +23,12 @@ BLOCKS = {
     "transattn": "transattn_4_64_hard_swish_3_ln",
     "transffn": "transffn_4_64_3_hard_swish_ln",
     "mbpool": "mbpool_3_160_1984_6_hard_swish",
+    "effstem": "effstem_66_32",
+    "effffn": "effffn_9_48_3",
+    "effattn": "effattn_7_96_3_2",
+    "effconvds": "effconvds_9_48_96",
+    "effattnds": "effattnds_7_96_176",
+    "effhead": "effhead_4_176",
 }
 # Blocks whose graphs have no TRANSPOSE at all; attention keeps the head split/merge transposes.
 NO_TRANSPOSE = {"firstconv", "conv", "transds", "transffn", "mbpool"}

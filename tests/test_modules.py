@@ -6,11 +6,25 @@ import random
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from nas.blocks import BLOCK_TYPES, BlockCfg, FirstConvCfg, HeadCfg, MBConvCfg, TransDSCfg, parse_key
+from nas.blocks import (
+    BLOCK_TYPES,
+    BlockCfg,
+    EffAttnDSCfg,
+    EffConvDSCfg,
+    EffHeadCfg,
+    EffStemCfg,
+    FirstConvCfg,
+    HeadCfg,
+    MBConvCfg,
+    TransDSCfg,
+    parse_key,
+)
 from nas.costs import block_features
 from nas.modules import (
     MBConv,
+    activate,
     build_block,
     construct_block,
     example_input,
@@ -22,6 +36,7 @@ from nas.modules import (
 )
 from nas.modules.layers import to_grid, to_tokens
 from nas.registry import create_space
+from nas.spaces.effv2_net import count_params_published
 
 # Small configs per block type, covering e = 1, SE, kernel 5, stride 2 on odd sides, cin != cout.
 SMALL: dict[str, list[str]] = {
@@ -34,6 +49,16 @@ SMALL: dict[str, list[str]] = {
     "mbpool": ["mbpool_2_160_1984_6_hard_swish", "mbpool_3_176_1984_6_hard_swish"],
 }
 ALL_SMALL = [k for keys in SMALL.values() for k in keys]
+# EfficientFormerV2's blocks (NCHW in and out; parameters counted by the published rule): odd sides, stride
+# attention, cin != cout.
+EFFV2_SMALL: dict[str, list[str]] = {
+    "effstem": ["effstem_66_32"],
+    "effffn": ["effffn_9_48_3", "effffn_4_176_2"],
+    "effattn": ["effattn_7_96_4_2", "effattn_4_176_3_1"],
+    "effconvds": ["effconvds_9_48_96"],
+    "effattnds": ["effattnds_7_96_176"],
+    "effhead": ["effhead_4_176"],
+}
 
 
 def expected_output_shape(cfg: BlockCfg) -> tuple[int, ...]:
@@ -49,7 +74,7 @@ def expected_output_shape(cfg: BlockCfg) -> tuple[int, ...]:
 
 
 def test_registry_covers_every_block_type() -> None:
-    assert sorted(list_block_types()) == sorted(BLOCK_TYPES) == sorted(SMALL)
+    assert sorted(list_block_types()) == sorted(BLOCK_TYPES) == sorted([*SMALL, *EFFV2_SMALL])
 
 
 @pytest.mark.parametrize("key", ALL_SMALL)
@@ -152,3 +177,43 @@ def test_sliced_batchnorm_trains_shared_statistics_in_place() -> None:
     assert torch.equal(after[16:], before[16:])
     grad = block.project_conv.weight.grad
     assert grad is not None and grad[16:].abs().sum() == 0 and grad[:16, :48].abs().sum() > 0
+
+
+def effv2_output_shape(cfg: BlockCfg) -> tuple[int, ...]:
+    if isinstance(cfg, EffStemCfg):
+        return (1, cfg.cout, cfg.hw_out, cfg.hw_out)
+    if isinstance(cfg, (EffConvDSCfg, EffAttnDSCfg)):
+        return (1, cfg.cout, cfg.hw_out, cfg.hw_out)
+    if isinstance(cfg, EffHeadCfg):
+        return (1, cfg.classes)
+    return input_shape(cfg)
+
+
+@pytest.mark.parametrize("key", [k for keys in EFFV2_SMALL.values() for k in keys])
+def test_effv2_block_builds_and_costs_count_it(key: str) -> None:
+    """Output shape, NCHW layout, and nas.costs' parameters (the published rule) and MACs (torch's counter)."""
+    cfg = parse_key(key)
+    block = build_block(cfg)
+    flops = FlopCounterMode(display=False)
+    with torch.no_grad(), flops:
+        y = block(example_input(cfg))
+    assert tuple(y.shape) == effv2_output_shape(cfg) and torch.isfinite(y).all()
+    assert is_channel_last(cfg)
+    f = block_features(cfg)
+    assert f["params"] == count_params_published(block)
+    assert f["macs"] == f["macs_ref"] == flops.get_total_flops() // 2
+
+
+@pytest.mark.parametrize(("big_key", "small_key"), [("effattn_8_96_4_2", "effffn_7_64_3"),
+                                                    ("effattn_8_96_4_2", "effattn_7_64_3_2"),
+                                                    ("effconvds_9_48_96", "effconvds_9_32_64")])
+def test_effv2_activate_runs_the_config(big_key: str, small_key: str) -> None:
+    """`activate` sets a larger block (an AttnFFN also serves an FFN config) to compute the config's block."""
+    big_cfg, small_cfg = parse_key(big_key), parse_key(small_key)
+    big = build_block(big_cfg, seed=5)
+    activate(big, small_cfg)
+    small = construct_block(small_cfg).eval()
+    inherit(small, big)
+    x = example_input(small_cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(big(x), small(x), atol=1e-5, rtol=1e-5)

@@ -16,6 +16,7 @@ from nas.searchspace import InvalidSubnet
 from nas.space import main as space_main
 from nas.specs import resolve_subnet
 from predictor.lut_io import load_flat
+from tests.conftest import SPACE_NAMES
 
 SHARED_LUT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "elasticvit-lut"
 
@@ -25,6 +26,10 @@ def test_registry_lists_default_space():
     assert "elasticvit" in list_spaces()
     with pytest.raises(ValueError, match="unknown search space"):
         create_space("nope")
+
+
+def test_parametrised_tests_cover_every_space():
+    assert sorted(SPACE_NAMES) == list_spaces()
 
 
 # search-space.md section 3, "All nine released subnets, per stage" (read from Moonlit's
@@ -75,7 +80,8 @@ def test_released_subnets_macs_match_published_table(space, name):
     assert mmacs == pytest.approx(PUBLISHED_MMACS[name], rel=MMACS_TOLERANCE)
 
 
-def test_cached_features_equal_the_feature_function(space):
+def test_cached_features_equal_the_feature_function(any_space):
+    space = any_space  # each registered space
     sub = space.sample(random.Random(4))
     assert subnet_costs(space, sub) == subnet_features(space.blocks_of(sub))
     subnet_costs(space, sub)["macs"] = -1  # callers get a copy: the cache cannot be corrupted
@@ -97,7 +103,8 @@ def test_feature_map_sides_follow_doc_example(space):
     assert blocks[-1].type == "mbpool" and blocks[-1].hw == 3
 
 
-def test_subnet_json_round_trip_and_hash(space):
+def test_subnet_json_round_trip_and_hash(any_space):
+    space = any_space  # each registered space
     rng = random.Random(3)
     for _ in range(50):
         sub = space.sample(rng)
@@ -107,7 +114,8 @@ def test_subnet_json_round_trip_and_hash(space):
             sub.resolution = 1  # type: ignore[misc]
 
 
-def test_sampling_is_seeded_and_valid(space):
+def test_sampling_is_seeded_and_valid(any_space):
+    space = any_space  # each registered space
     a = [space.sample(random.Random(7)) for _ in range(3)]
     assert a[0] == a[1] == a[2]
     rng = random.Random(11)
@@ -119,7 +127,8 @@ def test_sampling_is_seeded_and_valid(space):
         space.validate(s)
 
 
-def test_min_max_subnets_bound_macs(space):
+def test_min_max_subnets_bound_macs(any_space):
+    space = any_space  # each registered space
     lo = subnet_costs(space, space.min_subnet())["macs"]
     hi = subnet_costs(space, space.max_subnet())["macs"]
     rng = random.Random(0)
@@ -200,8 +209,20 @@ def test_bad_keys_raise(key):
         parse_key(key)
 
 
-@pytest.mark.parametrize("btype", sorted(BLOCK_TYPES))
-def test_block_features_are_complete_and_positive(space, btype):
+# The block types each space's enumeration contains (together: every type of the catalogue).
+SPACE_BLOCK_TYPES = {"elasticvit": ("firstconv", "conv", "transds", "transattn", "transffn", "mbpool"),
+                     "efficientformerv2": ("effstem", "effffn", "effattn", "effconvds", "effattnds", "effhead")}
+
+
+def test_every_block_type_belongs_to_a_space():
+    assert sorted(t for types in SPACE_BLOCK_TYPES.values() for t in types) == sorted(BLOCK_TYPES)
+    for name, types in SPACE_BLOCK_TYPES.items():
+        assert {b.type for b in create_space(name).enumerate_blocks()} == set(types)
+
+
+@pytest.mark.parametrize("space_name, btype", [(s, t) for s, types in SPACE_BLOCK_TYPES.items() for t in types])
+def test_block_features_are_complete_and_positive(space_name, btype):
+    space = create_space(space_name)
     cfg = next(b for b in space.enumerate_blocks() if b.type == btype)
     f = block_features(cfg)
     assert tuple(f) == FEATURE_NAMES
@@ -244,6 +265,9 @@ def test_printed_subnet_resolves_back(space, tmp_path, capsys):
     printed = tmp_path / "s7.json"
     printed.write_text(capsys.readouterr().out)
     assert resolve_subnet(space, str(printed)) == space.sample(random.Random(7))
+    # the printed JSON as a string too, however long (not taken for a file name)
+    long_json = json.dumps(space.max_subnet().to_dict(space.stage_names), indent=8)
+    assert len(long_json) > 255 and resolve_subnet(space, long_json) == space.max_subnet()
     with pytest.raises(ValueError, match="unknown subnet 'L9'"):
         resolve_subnet(space, "L9")
 

@@ -1,5 +1,6 @@
 """PyTorch modules: one elastic class per block type, serving both standalone blocks and the supernet."""
 from nas.modules._builder import (
+    activate,
     build_block,
     construct_block,
     example_input,
@@ -16,6 +17,6 @@ from nas.modules.layers import inherit
 from nas.modules.mbconv import MBConv
 
 __all__ = [
-    "FFN", "Attention", "FirstConv", "Head", "MBConv", "build_block", "construct_block",
+    "FFN", "Attention", "FirstConv", "Head", "MBConv", "activate", "build_block", "construct_block",
     "example_input", "inherit", "init_weights_", "input_shape", "is_channel_last", "list_block_types",
 ]

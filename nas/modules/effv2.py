@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.blocks import EffConvDSCfg, EffFFNCfg, EffHeadCfg, EffStemCfg
 from nas.modules.layers import ElasticBatchNorm, ElasticConv2d, ElasticDWConv2d, ElasticLinear, take
 
 LAYER_SCALE_INIT = 1e-5
@@ -38,6 +39,10 @@ class Stem(nn.Module):
         self.bn2 = ElasticBatchNorm(cout)
         self.max_cout = cout
         self.set_active()
+
+    @classmethod
+    def from_cfg(cls, cfg: EffStemCfg) -> "Stem":
+        return cls(cfg.cout)
 
     def set_active(self, cout: int | None = None) -> None:
         self.active_cout = check_active("cout", self.max_cout if cout is None else cout, self.max_cout)
@@ -76,6 +81,10 @@ class FFN(nn.Module):
         self.max_expand = expand
         self.set_active()
 
+    @classmethod
+    def from_cfg(cls, cfg: EffFFNCfg) -> "FFN":
+        return cls(cfg.channels, cfg.expand)
+
     def set_active(self, expand: int | None = None) -> None:
         self.active_expand = check_active("expand", self.max_expand if expand is None else expand, self.max_expand)
 
@@ -97,6 +106,10 @@ class ConvDownsample(nn.Module):
         self.max_cout = cout
         self.set_active()
 
+    @classmethod
+    def from_cfg(cls, cfg: EffConvDSCfg) -> "ConvDownsample":
+        return cls(cfg.cin, cfg.cout)
+
     def set_active(self, cout: int | None = None) -> None:
         self.active_cout = check_active("cout", self.max_cout if cout is None else cout, self.max_cout)
 
@@ -113,6 +126,10 @@ class Head(nn.Module):
         self.norm = ElasticBatchNorm(channels)
         self.head = ElasticLinear(channels, classes)
         self.dist_head = ElasticLinear(channels, classes) if distillation else None
+
+    @classmethod
+    def from_cfg(cls, cfg: EffHeadCfg) -> "Head":
+        return cls(cfg.channels, cfg.classes)
 
     def set_active(self) -> None:
         """Nothing to choose: the width follows the input's."""

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.blocks import EffAttnCfg, EffAttnDSCfg
 from nas.modules.effv2 import FFN, check_active, layer_scale
 from nas.modules.layers import ElasticBatchNorm, ElasticConv2d, ElasticDWConv2d, take
 
@@ -106,6 +107,10 @@ class AttnFFN(FFN):
         self.token_mixer = Attention4D(channels, side, stride)
         self.layer_scale_1 = layer_scale(channels)
 
+    @classmethod
+    def from_cfg(cls, cfg: EffAttnCfg) -> "AttnFFN":  # type: ignore[override]
+        return cls(cfg.channels, cfg.expand, cfg.hw, stride=cfg.stride == 2)
+
     def set_active(self, expand: int | None = None, attention: bool = True) -> None:
         super().set_active(expand)
         self.active_attention = attention
@@ -161,6 +166,10 @@ class DualPathDownsample(nn.Module):
         self.attn = Attention4DDownsample(cin, cout, side)
         self.max_cout = cout
         self.set_active()
+
+    @classmethod
+    def from_cfg(cls, cfg: EffAttnDSCfg) -> "DualPathDownsample":
+        return cls(cfg.cin, cfg.cout, cfg.hw)
 
     def set_active(self, cout: int | None = None) -> None:
         self.active_cout = check_active("cout", self.max_cout if cout is None else cout, self.max_cout)

@@ -1,2 +1,2 @@
 """Built-in search spaces (importing registers them)."""
-from nas.spaces import elasticvit  # noqa: F401
+from nas.spaces import efficientformerv2, elasticvit  # noqa: F401

@@ -1,9 +1,10 @@
 """EfficientFormerV2 networks from `nas.modules.effv2*` blocks, and the four released configurations.
 
-Not a registered search space yet: `build_effv2(cfg)` builds the standalone network of one
-configuration (widths, depths, vit_num, FFN expansion per block, resolution), the unit the later
-space, supernet and registry are built on. `python -m nas.spaces.effv2_net` prints parameters and
-MACs of the released four.
+`build_effv2(cfg)` builds the reference network of one configuration (widths, depths, vit_num, FFN
+expansion per block, resolution), laid out as the official code; the registered search space
+(`nas.spaces.efficientformerv2`) takes its released configurations from here and builds its networks
+from the same block modules through `nas.supernet`. `python -m nas.spaces.effv2_net` prints parameters
+and MACs of the released four.
 """
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ HELP = {"batch_size": "the global batch, split evenly over the torchrun ranks",
         "mixup": "mixup's Beta(a, a) parameter (0: off)",
         "resolution_scale": "train and evaluate each subnet at its resolution x this (CPU-scale demos)",
         "crop_scale_min": "random-resized crop: least share of the image area",
-        "randaugment_ops": "RandAugment's number of ops per image (0: off; ElasticViT: 2)",
+        "randaugment_ops": "RandAugment's number of ops per image (0: off; ElasticViT's config: 1)",
         "randaugment_magnitude": "RandAugment's magnitude, of 10"}
 
 

@@ -73,12 +73,12 @@ class TrainSettings:
     device: str = "cpu"
     workers: int = -1  # DataLoader worker processes per rank; -1: cores / ranks - 1 (at most 8)
     amp: bool = False  # bfloat16 autocast of the forward passes (meant for CUDA; no loss scaling needed)
-    mixup: float = 0.0  # mixup's Beta(a, a) parameter (0: off; ElasticViT's ImageNet recipe has none)
+    mixup: float = 0.0  # mixup's Beta(a, a) parameter (0: off; ElasticViT's config turns mixup on)
     resolution_scale: float = 1.0  # train (and evaluate) each subnet at resolution x this (< 1: CPU-scale runs)
     crop_scale_min: float = 0.08  # random-resized crop: least share of the image area
     hflip: bool = True
-    randaugment_ops: int = 0  # RandAugment's N (0: off; ElasticViT: 2)
-    randaugment_magnitude: float = 9.0  # RandAugment's M, of 10 (ElasticViT: 9)
+    randaugment_ops: int = 0  # RandAugment's N (0: off; ElasticViT's config: 1)
+    randaugment_magnitude: float = 9.0  # RandAugment's M, of 10 (the paper's ImageNet 9; ElasticViT's config: 1)
 
     def __post_init__(self) -> None:
         if not 0 < self.resolution_scale <= 1 or self.mixup < 0:

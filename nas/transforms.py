@@ -5,7 +5,8 @@ seed, epoch, image index): an image's augmentation does not depend on which Data
 decodes it, so a resumed or re-sharded run sees the same pixels.
 
 `TrainTransform`: random-resized crop, horizontal flip, optionally RandAugment (Cubuk et al. 2020: N ops
-drawn uniformly, each at magnitude M of 10; ElasticViT trains with timm's `rand-m9-mstd0.5`). `EvalTransform`:
+drawn uniformly, each at magnitude M of 10; ElasticViT's supernet config, microsoft/Moonlit
+ElasticViT/configs/final_3min_space.yaml, uses timm's `rand-n1-m1-mstd0.5-inc1`, flip 0.5 and mixup). `EvalTransform`:
 resize the shorter side to size / crop_fraction, centre crop (the usual 0.875 ImageNet protocol).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Augment:
 
     crop_scale_min: float = 0.08  # random-resized crop: the crop's share of the image area is in [min, 1]
     hflip: bool = True
-    randaugment_ops: int = 0  # RandAugment's N (0: off; ElasticViT: 2)
+    randaugment_ops: int = 0  # RandAugment's N (0: off; ElasticViT's config: 1)
     randaugment_magnitude: float = 9.0  # RandAugment's M, of 10
     magnitude_std: float = 0.5  # the magnitude is drawn around M with this SD (timm's mstd)
 

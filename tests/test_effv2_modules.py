@@ -25,6 +25,7 @@ from nas.spaces.effv2_net import (
     count_params,
     count_params_published,
 )
+from tests.runtimes import rel_err, run_onnx, run_tflite
 
 # Every nn.Parameter of the training-time network (timm lists these as 3.6 / 6.2 / 12.7 / 26.3M).
 EXACT_PARAMS = {"S0": 3_600_256, "S1": 6_185_560, "S2": 12_710_112, "L": 26_322_288}
@@ -39,10 +40,6 @@ def seeded(module: nn.Module, seed: int = 0) -> nn.Module:
 
 def image(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
-def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.abs(out - ref).max() / np.abs(ref).max())
 
 
 # ---- the released networks ------------------------------------------------------------------------
@@ -163,25 +160,6 @@ EXPORT: dict[str, tuple[Builder, tuple[int, ...]]] = {
     "dualpath_downsample": (lambda: DualPathDownsample(96, 176, 7), (1, 96, 7, 7)),
     "head": (lambda: Head(176), (1, 176, 4, 4)),
 }
-
-
-def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": x})[0]
-
-
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    (inp,), (out,) = it.get_input_details(), it.get_output_details()
-    assert tuple(inp["shape"]) == x.shape
-    it.set_tensor(inp["index"], np.ascontiguousarray(x, dtype=np.float32))
-    it.invoke()
-    return it.get_tensor(out["index"])
 
 
 def nhwc(t: torch.Tensor) -> np.ndarray:

@@ -14,6 +14,7 @@ from nas.codehash import NAS_DIR, graph_code_version, graph_sources, source_fing
 from nas.modules import build_block, example_input, is_channel_last
 from nas.registry import create_space
 from nas.supernet import build_subnet
+from tests.runtimes import rel_err, run_onnx, run_tflite
 
 # One small config per block type (odd sides and stride 2 where the type allows).
 BLOCKS = {
@@ -40,22 +41,6 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("export-cache")
 
 
-def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.abs(out - ref).max() / np.abs(ref).max())
-
-
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    (inp,), (out,) = it.get_input_details(), it.get_output_details()
-    assert tuple(inp["shape"]) == x.shape
-    it.set_tensor(inp["index"], np.ascontiguousarray(x, dtype=np.float32))
-    it.invoke()
-    return it.get_tensor(out["index"])
-
-
 def tflite_ops(path: Path) -> list[str]:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -63,13 +48,6 @@ def tflite_ops(path: Path) -> list[str]:
     it = Interpreter(model_path=str(path),
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     return [op["op_name"] for op in it._get_ops_details()]
-
-
-def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": x})[0]
 
 
 def nhwc(t: torch.Tensor) -> np.ndarray:

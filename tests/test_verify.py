@@ -18,6 +18,7 @@ from predictor.verify import VerifySettings, export_candidate, verify, with_form
 from predictor.verify import main as verify_main
 from profiler.networks import subnet_key
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings
+from tests.runtimes import run_tflite
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_RUN = {"warmup_runs": 1, "num_runs": 5}
@@ -53,18 +54,9 @@ def small_subnets(space) -> tuple[Subnet, Subnet]:
     return low, replace(low, stages=tuple(stages))
 
 
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    (inp,), (out,) = it.get_input_details(), it.get_output_details()
-    outs = []
-    for image in x:  # the model takes one image: the batch goes through it one by one
-        it.set_tensor(inp["index"], np.ascontiguousarray(image[None], dtype=np.float32))
-        it.invoke()
-        outs.append(it.get_tensor(out["index"]).copy())
-    return np.concatenate(outs)
+def run_tflite_batch(path: Path, x: np.ndarray) -> np.ndarray:
+    """The model takes one image: the batch goes through it one by one."""
+    return np.concatenate([run_tflite(path, image[None]) for image in x])
 
 
 @pytest.mark.slow
@@ -78,7 +70,7 @@ def test_exported_tflite_with_checkpoint_weights_matches_pytorch(space, trained:
     with torch.no_grad():
         want = net.get_active_subnet().eval()(x).numpy()
         random_weights = build_subnet(sub, space, seed=5)(x).numpy()
-    got = run_tflite(path, x.permute(0, 2, 3, 1).numpy())  # NHWC in
+    got = run_tflite_batch(path, x.permute(0, 2, 3, 1).numpy())  # NHWC in
     assert got.shape == want.shape == (4, 1000)
     scale = np.abs(want).max()
     assert np.abs(got - want).max() / scale < PARITY_TOL

@@ -42,7 +42,7 @@ from predictor.lut_io import LutFormatError, open_lut
 from predictor.subnet_predictor import SubnetPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args
-from profiler.networks import KIND, Guard, subnet_key
+from profiler.networks import KIND, Guard, in_guarded_chunks, subnet_key
 from profiler.session import DeviceSession, ProfileJob, RunStopped, Summary, measure_models
 from profiler.settings import BACKEND_FORMATS, MeasureSettings
 from profiler.store import DEFAULT_STORE
@@ -133,18 +133,10 @@ def _measure(sess: DeviceSession, item: _Item, bar: tqdm) -> None:
 
 def _measure_all(sess: DeviceSession, items: list[_Item], guard: Guard | None, settings: VerifySettings) -> None:
     with tqdm(total=len(items), desc=f"{sess.target.serial} verify", unit="net", dynamic_ncols=True) as bar:
-        for i in range(0, len(items), settings.chunk):
-            part = items[i:i + settings.chunk]
-            for attempt in range(settings.remeasure + 1):
-                if guard is not None:
-                    guard.wait_until_quiet(sess)
-                    if attempt:
-                        bar.update(-len(part))
-                        guard.remeasured += 1
-                for item in part:
-                    _measure(sess, item, bar)
-                if guard is None or guard.still_quiet(sess):
-                    break
+        def measure(part: list[_Item], again: bool) -> None:
+            for item in part:
+                _measure(sess, item, bar)
+        in_guarded_chunks(sess, items, measure, bar, guard, settings.chunk, settings.remeasure)
 
 
 def verify(space: SearchSpace, candidates: Sequence[Chosen], settings: VerifySettings, *,

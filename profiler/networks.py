@@ -12,10 +12,11 @@ import hashlib
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -89,6 +90,27 @@ class Guard:
                 "remeasured_chunks": self.remeasured, "waited_s": self.waited_s, "tolerance": self.tolerance}
 
 
+T = TypeVar("T")
+
+
+def in_guarded_chunks(sess: DeviceSession, items: Sequence[T], measure: Callable[[list[T], bool], None], bar: tqdm,
+                      guard: Guard | None = None, chunk: int = 5, remeasure: int = 2) -> None:
+    """`measure(part, again)` each `chunk` of `items` after the guard found the device quiet, and again (with
+    `again` true, the bar stepped back) while the guard finds it disturbed after the chunk, up to `remeasure`
+    times."""
+    for i in range(0, len(items), chunk):
+        part = list(items[i:i + chunk])
+        for attempt in range(remeasure + 1):
+            if guard is not None:
+                guard.wait_until_quiet(sess)
+                if attempt:
+                    bar.update(-len(part))
+                    guard.remeasured += 1
+            measure(part, attempt > 0)
+            if guard is None or guard.still_quiet(sess):
+                break
+
+
 def measure_subnets(sess: DeviceSession, subnets: Sequence[Subnet], stage_names: tuple[str, ...],
                     guard: Guard | None = None, chunk: int = 5, remeasure: int = 2) -> dict[str, float]:
     """Measure each subnet this device has not measured yet (`chunk` at a time, each chunk after the guard
@@ -106,16 +128,9 @@ def measure_subnets(sess: DeviceSession, subnets: Sequence[Subnet], stage_names:
         prefetch(todo, convert, subnet_key, workers, desc=f"{summary.serial} export networks")
     with tqdm(total=len(subnets), initial=len(subnets) - len(todo), desc=f"{summary.serial} networks",
               unit="net", dynamic_ncols=True) as bar:
-        for i in range(0, len(todo), chunk):
-            for attempt in range(remeasure + 1):
-                if guard is not None:
-                    guard.wait_until_quiet(sess)
-                if attempt and guard is not None:
-                    bar.update(-len(todo[i:i + chunk]))
-                    guard.remeasured += 1
-                measure_models(sess, todo[i:i + chunk], KIND, subnet_key, convert, summary, bar, None,
-                               lambda s: {"subnet": s.to_dict(stage_names)}, prefetched=True, replace=attempt > 0)
-                if guard is None or guard.still_quiet(sess):
-                    break
+        def measure(part: list[Subnet], again: bool) -> None:
+            measure_models(sess, part, KIND, subnet_key, convert, summary, bar, None,
+                           lambda s: {"subnet": s.to_dict(stage_names)}, prefetched=True, replace=again)
+        in_guarded_chunks(sess, todo, measure, bar, guard, chunk, remeasure)
     measured = sess.measured(KIND)
     return {subnet_key(s): measured[subnet_key(s)] for s in subnets if subnet_key(s) in measured}

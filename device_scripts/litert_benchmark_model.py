@@ -25,19 +25,21 @@ def _flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return flags, unknown
 
 
-def _loop(run, count: int, min_secs: float, max_secs: float) -> list[float]:
-    samples: list[float] = []
+def _loop(run, count: int, min_secs: float, max_secs: float) -> list[int]:
+    """Whole microseconds per run, as benchmark_model keeps them (int64 us): every statistic printed comes from
+    the same values, so min <= avg <= max holds as it does in the real tool's output."""
+    samples: list[int] = []
     start = time.perf_counter()
     while len(samples) < count or (time.perf_counter() - start) < min_secs:
         t = time.perf_counter_ns()
         run()
-        samples.append((time.perf_counter_ns() - t) / 1e3)
+        samples.append((time.perf_counter_ns() - t) // 1000)
         if time.perf_counter() - start > max_secs:
             break
     return samples
 
 
-def _stats_line(s: list[float]) -> str:
+def _stats_line(s: list[int]) -> str:
     if len(set(s)) == 1:
         return f"count={len(s)} curr={s[-1]:.0f}(all same)"
     return (f"count={len(s)} first={s[0]:.0f} curr={s[-1]:.0f} min={min(s):.0f} max={max(s):.0f} "

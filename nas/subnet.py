@@ -35,6 +35,12 @@ class StageChoice:
     expands: tuple[int, ...] | None = None  # one expansion per block (EfficientFormerV2's FFNs)
     vit_num: int | None = None  # attention blocks at the end of the stage (EfficientFormerV2)
 
+    def __post_init__(self) -> None:
+        # The choices as one plain tuple, built once: a dict keyed on it hashes and compares in C, several
+        # times faster than the dataclass's own hash and eq (fast latency prediction looks stages up by it).
+        object.__setattr__(self, "choice_key", (self.depth, self.width, self.kernel, self.expand, self.mlp,
+                                                self.v_scale, self.expands, self.vit_num))
+
     def to_dict(self) -> dict[str, int | list[int]]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
 

@@ -55,8 +55,7 @@ def subnet_weights(space: SearchSpace, blocks: list[BlockCfg], rng: random.Rando
     """How often each block occurs in random subnets: its weight in network latency."""
     pos = {b.key: i for i, b in enumerate(blocks)}
     sp = SubnetPredictor(dict.fromkeys(pos, 1.0), space)
-    index, count = sp.indexer.index(sp.indexer.encode([space.sample(rng) for _ in range(n)]))
-    freq = np.bincount(index.ravel() % (len(blocks) + 1), weights=count.ravel(), minlength=len(blocks) + 1)
+    freq = sp.indexer.block_counts(sp.indexer.encode([space.sample(rng) for _ in range(n)]))
     return {b.key: float(freq[i]) for i, b in enumerate(blocks)}
 
 

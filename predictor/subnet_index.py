@@ -1,151 +1,162 @@
-"""Vectorised subnet -> block composition for fast network latency sums.
+"""Vectorised subnet -> block composition for fast network latency sums, for any search space.
 
-A subnet's blocks are fixed per stage: layer 0 (depends on resolution, previous width, width and
-the stage's choices) and `depth - 1` copies of a later layer (same minus the previous width).
-So each stage is two table look-ups, and a batch of subnets becomes a padded index matrix plus
-a multiplicity matrix: latency = sum(values[index] * count, axis=1), all in numpy.
-The tables are built once from the space's own layer -> block mapping (`SearchSpace.layer_blocks`,
-the same code `blocks_of` uses), so there is no second definition of composition here.
+A stage's blocks depend only on the resolution, the previous stage's width and the stage's own choices
+(stage 0 also runs the stem block, the last stage the head block). So each distinct (stage, resolution,
+previous width, stage choice) gets an id once, with the LUT positions and counts of its blocks, and a
+batch of subnets becomes an (n, stages) matrix of ids: latency = sum over the row of per-id sums, all in
+numpy. Ids are made on first sight (a space such as EfficientFormerV2's, with one expansion per block,
+has too many stage choices to list up front). The blocks of an id come from the space's own hooks
+(`stem_block`, `layer_blocks`, `head_block`, the code `layers_of` uses), so there is no second definition
+of composition here.
 
-A block the LUT lacks gets a position past the end of the keys (`len(keys) + 1 + j`, the key kept in
-`missing_keys[j]`), so indexing values with it fails loudly and `missing` can name it.
+A block the LUT lacks gets a position past the end of the keys (`len(keys) + j`, the key kept in
+`missing_keys[j]`), so `missing` can name it.
 """
 from __future__ import annotations
 
-import itertools
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from nas.blocks import FirstConvCfg, HeadCfg, ceil_div
+from nas.blocks import BlockCfg, ceil_div
 from nas.searchspace import InvalidSubnet, SearchSpace
 from nas.subnet import StageChoice, Subnet
 
-_CHOICE_FIELDS = ("kernel", "expand", "mlp", "v_scale")
-PAD = -1  # an unused block slot: values[-1] is the padding value 0
-
 
 class SubnetIndexer:
-    """Encodes subnets of `space` into index/count matrices over `keys` (the LUT's key order)."""
+    """Encodes subnets of `space` into (n, stages) matrices of stage ids over `keys` (the LUT's key order)."""
 
     def __init__(self, space: SearchSpace, keys: Sequence[str]) -> None:
         self.space = space
         self.keys = list(keys)
         self.missing_keys: list[str] = []  # blocks of the space that `keys` lack, in order of discovery
-        self._missing_pos: dict[str, int] = {}
-        pos = {k: i for i, k in enumerate(self.keys)}
-        self._res = {r: i for i, r in enumerate(space.resolutions)}
-        # Per stage: value -> option index for width and each choice field (None when unused).
-        self._opts: list[dict[str, dict[int | None, int]]] = []
-        for spec in space.stages:
-            opts = space.stage_options(spec)
-            d = {"width": {w: i for i, w in enumerate(spec.widths)}, "depth": {v: v for v in spec.depths}}
-            for f in _CHOICE_FIELDS:
-                vals = opts.get(f, (None,))
-                d[f] = {v: i for i, v in enumerate(vals)}
-            self._opts.append(d)
-        self._build(pos)
+        self._pos = {k: i for i, k in enumerate(self.keys)}
+        n_st = len(space.stages)
+        self._res_index = {r: j for j, r in enumerate(space.resolutions)}
+        # Per stage: its choices seen so far (id -> StageChoice, choice_key -> id, id -> width) and the
+        # stage ids made so far, by (choice id, previous width, resolution index) packed in one int, sorted.
+        self._choices: list[list[StageChoice]] = [[] for _ in range(n_st)]
+        self._choice_ids: list[dict[tuple, int]] = [{} for _ in range(n_st)]
+        self._widths = [np.zeros(0, dtype=np.int64) for _ in range(n_st)]
+        self._keys = [np.zeros(0, dtype=np.int64) for _ in range(n_st)]
+        self._key_ids = [np.zeros(0, dtype=np.int64) for _ in range(n_st)]
+        self.positions: list[np.ndarray] = []  # per id: distinct block positions (>= len(keys): missing)
+        self.counts: list[np.ndarray] = []  # per id: how often each of them runs
+        self._last = len(space.stages) - 1
+        # Side of the feature map entering each stage, per resolution (strides are fixed per stage).
+        self._hw_in: list[dict[int, int]] = [{} for _ in space.stages]
+        self._names = space.stage_names
+        for res in space.resolutions:
+            hw = self._stem(res, StageChoice(depth=1, width=space.stages[0].widths[0])).hw_out  # type: ignore[attr-defined]
+            for i, spec in enumerate(space.stages):
+                self._hw_in[i][res] = hw
+                hw = ceil_div(hw, spec.stride)
 
-    def _pos(self, pos: Mapping[str, int], key: str) -> int:
-        if key in pos:
-            return pos[key]
-        if key not in self._missing_pos:
-            self._missing_pos[key] = len(self.keys) + 1 + len(self.missing_keys)
+    def _stem(self, res: int, st0: StageChoice) -> BlockCfg:
+        return self.space.stem_block(Subnet(self.space.name, res, (st0,)))
+
+    def _position(self, key: str) -> int:
+        if key not in self._pos:
+            self._pos[key] = len(self.keys) + len(self.missing_keys)
             self.missing_keys.append(key)
-        return self._missing_pos[key]
+        return self._pos[key]
 
-    def _lookup(self, pos: Mapping[str, int], blocks: list) -> list[int]:
-        return [self._pos(pos, b.key) for b in blocks]
+    def _new_id(self, i: int, res: int, prev: int, st: StageChoice) -> int:
+        """The blocks stage i runs with choice `st` after a stage of width `prev` (0: none) at `res`."""
+        sp, spec = self.space, self.space.stages[i]
+        blocks: list[BlockCfg] = [self._stem(res, st)] if i == 0 else []
+        hw, cin = self._hw_in[i][res], (prev or blocks[0].cout)  # type: ignore[attr-defined]
+        for layer in range(st.depth):
+            blocks += sp.layer_blocks(spec, st, layer, hw, cin)
+            if layer == 0:
+                hw = ceil_div(hw, spec.stride)
+            cin = st.width
+        if i == self._last:
+            blocks.append(sp.head_block(hw, st.width))
+        pos, cnt = np.unique([self._position(b.key) for b in blocks], return_counts=True)
+        self.positions.append(pos)
+        self.counts.append(cnt.astype(float))
+        return len(self.positions) - 1
 
-    def _build(self, pos: Mapping[str, int]) -> None:
-        sp = self.space
-        w0 = sp.stages[0].widths
-        self.first = np.array([[self._pos(pos, FirstConvCfg(resolution=r, cout=c).key) for c in w0]
-                               for r in sp.resolutions])
-        self.l0: list[np.ndarray] = []  # [res, prev width, width, *choices, block slot]
-        self.l1: list[np.ndarray] = []  # [res, width, *choices, block slot]
-        hws = [ceil_div(r, 2) for r in sp.resolutions]
-        for i, spec in enumerate(sp.stages):
-            prev = sp.stages[i - 1].widths if i > 0 else (None,)
-            choice_vals = [list(self._opts[i][f]) for f in _CHOICE_FIELDS]
-            shape0 = (len(hws), len(prev), len(spec.widths), *map(len, choice_vals))
-            shape1 = (len(hws), len(spec.widths), *map(len, choice_vals))
-            t0: dict[tuple, list[int]] = {}
-            t1: dict[tuple, list[int]] = {}
-            for ri, hw in enumerate(hws):
-                hw_out = ceil_div(hw, spec.stride)
-                for wi, w in enumerate(spec.widths):
-                    for ci in itertools.product(*(range(len(v)) for v in choice_vals)):
-                        ch = {f: choice_vals[j][ci[j]] for j, f in enumerate(_CHOICE_FIELDS)}
-                        st = StageChoice(depth=1, width=w, **ch)
-                        t1[(ri, wi, *ci)] = self._lookup(pos, sp.layer_blocks(spec, st, 1, hw_out, w))
-                        for pi, p in enumerate(prev):
-                            cin = w if p is None else p
-                            t0[(ri, pi, wi, *ci)] = self._lookup(pos, sp.layer_blocks(spec, st, 0, hw, cin))
-            self.l0.append(_dense(t0, shape0))
-            self.l1.append(_dense(t1, shape1))
-            hws = [ceil_div(h, spec.stride) for h in hws]
-        wl = sp.stages[-1].widths
-        self.head = np.array([[self._pos(pos, HeadCfg(hw=h, channels=c, hidden=sp.head_hidden,
-                                                      expand=sp.head_expand).key) for c in wl] for h in hws])
+    def _choice_id(self, i: int, st: StageChoice, row: int) -> int:
+        """Stage i's id for choice `st` (validated once, when first seen)."""
+        try:
+            self.space.validate_stage(self.space.stages[i], st)
+        except InvalidSubnet as e:
+            raise InvalidSubnet(f"subnet {row}: {e}") from e
+        self._choices[i].append(st)
+        self._choice_ids[i][st.choice_key] = len(self._choices[i]) - 1
+        self._widths[i] = np.append(self._widths[i], st.width)
+        return len(self._choices[i]) - 1
+
+    def _choice_matrix(self, subnets: Sequence[Subnet]) -> np.ndarray:
+        """(n, 1 + stages): resolution index, then each stage's choice id (the one Python pass per subnet)."""
+        n_st, name, res_index = len(self.space.stages), self.space.name, self._res_index
+        dicts = self._choice_ids
+        try:
+            rows = [[res_index[sub.resolution], *[d.get(st.choice_key, -1) for d, st in zip(dicts, sub.stages)]]
+                    for sub in subnets]
+            codes = np.array(rows, dtype=np.int64).reshape(len(rows), 1 + n_st)
+        except (KeyError, ValueError):
+            codes = None
+        bad = next((r for r, sub in enumerate(subnets) if sub.space != name or len(sub.stages) != n_st
+                    or sub.resolution not in res_index), None)
+        if bad is not None or codes is None:
+            sub = subnets[bad or 0]
+            raise InvalidSubnet(f"subnet {bad}: not a subnet of space {name!r} ({sub.space!r}, resolution "
+                                f"{sub.resolution}, {len(sub.stages)} stages)")
+        for r, i in np.argwhere(codes[:, 1:] < 0):  # choices not seen before
+            st = subnets[r].stages[i]
+            got = self._choice_ids[i].get(st.choice_key)
+            codes[r, 1 + i] = got if got is not None else self._choice_id(int(i), st, int(r))
+        return codes
 
     def encode(self, subnets: Sequence[Subnet]) -> np.ndarray:
-        """(n, 1 + 6 * stages) option indices: resolution, then per stage depth, width, choices."""
-        n_st = len(self.space.stages)
-        out = np.empty((len(subnets), 1 + 6 * n_st), dtype=np.int64)
-        opts = self._opts
-        for row, sub in enumerate(subnets):
-            try:
-                vals = [self._res[sub.resolution]]
-                prev = 0
-                for i, st in enumerate(sub.stages):
-                    o = opts[i]
-                    if st.width < prev:
-                        raise InvalidSubnet(f"stage {i}: width {st.width} < previous {prev}")
-                    prev = st.width
-                    vals += (o["depth"][st.depth], o["width"][st.width], o["kernel"][st.kernel], o["expand"][st.expand],
-                             o["mlp"][st.mlp], o["v_scale"][st.v_scale])
-            except KeyError as e:
-                raise InvalidSubnet(f"subnet {row}: value {e} is not an option of space {self.space.name!r}") from e
-            if len(vals) != out.shape[1]:
-                raise InvalidSubnet(f"subnet {row}: {len(sub.stages)} stages, space has {n_st}")
-            out[row] = vals
+        """(n, stages) stage ids. Raises InvalidSubnet naming the subnet and what is wrong with it."""
+        ch = self._choice_matrix(subnets)
+        res = ch[:, 0]
+        out = np.empty((len(subnets), len(self.space.stages)), dtype=np.int64)
+        prev_width = np.zeros(len(subnets), dtype=np.int64)
+        for i in range(len(self.space.stages)):
+            width = self._widths[i][ch[:, 1 + i]]
+            low = np.flatnonzero(width < prev_width)
+            if low.size:
+                r = int(low[0])
+                raise InvalidSubnet(f"subnet {r}: stage {self._names[i]} width {width[r]} < previous "
+                                    f"{prev_width[r]}")
+            key = (ch[:, 1 + i] << 24) | (prev_width << 8) | res  # widths < 2**16, resolutions < 2**8 options
+            out[:, i] = self._stage_ids(i, key)
+            prev_width = width
         return out
 
-    def index(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(index, count) matrices: block positions in `keys` and how often each occurs. Blocks `keys`
-        lacks are past its end (see `missing`); padding slots are PAD with count 0 or 1."""
-        r = codes[:, 0]
-        width_col = lambda i: 2 + 6 * i  # noqa: E731  (column of stage i's width option)
-        idx = [self.first[r, codes[:, width_col(0)]][:, None]]  # stage 0's width is the first conv's
-        cnt = [np.ones((len(codes), 1))]
-        for i in range(len(self.space.stages)):
-            c = codes[:, 1 + 6 * i: 7 + 6 * i]
-            depth, w, ch = c[:, 0], c[:, 1], c[:, 2:].T
-            pw = codes[:, width_col(i - 1)] if i > 0 else np.zeros_like(w)
-            i0 = self.l0[i][(r, pw, w, *ch)]
-            i1 = self.l1[i][(r, w, *ch)]
-            idx += [i0, i1]
-            cnt += [np.ones(i0.shape), np.repeat((depth - 1)[:, None], i1.shape[1], axis=1).astype(float)]
-        idx.append(self.head[r, codes[:, width_col(len(self.space.stages) - 1)]][:, None])
-        cnt.append(np.ones((len(codes), 1)))
-        return np.hstack(idx), np.hstack(cnt)
+    def _stage_ids(self, i: int, key: np.ndarray) -> np.ndarray:
+        known, ids = self._keys[i], self._key_ids[i]
+        at = np.searchsorted(known, key).clip(max=max(len(known) - 1, 0))
+        hit = known[at] == key if len(known) else np.zeros(len(key), dtype=bool)
+        if not hit.all():
+            new = np.unique(key[~hit])
+            new_ids = [self._new_id(i, self.space.resolutions[k & 255], (k >> 8) & 0xFFFF,
+                                    self._choices[i][k >> 24]) for k in new.tolist()]
+            order = np.argsort(np.concatenate([known, new]), kind="stable")
+            self._keys[i] = np.concatenate([known, new])[order]
+            self._key_ids[i] = np.concatenate([ids, np.array(new_ids, dtype=np.int64)])[order]
+            known, ids = self._keys[i], self._key_ids[i]
+            at = np.searchsorted(known, key)
+        return ids[at]
 
-    def missing(self, index: np.ndarray, count: np.ndarray) -> tuple[list[str], int]:
-        """(keys that the encoded subnets run but `keys` lacks, first row running one); ([], -1) if none."""
-        if not self.missing_keys or index.max(initial=PAD) <= len(self.keys):  # the common case: all there
-            return [], -1
-        bad = (index > len(self.keys)) & (count > 0)
-        if not bad.any():
-            return [], -1
-        first = int(np.argwhere(bad)[0][0])
-        return [self.missing_keys[i - len(self.keys) - 1] for i in np.unique(index[bad])], first
+    def block_counts(self, codes: np.ndarray) -> np.ndarray:
+        """How often each key (then each missing key) runs, summed over the encoded subnets."""
+        per_id = np.bincount(codes.ravel(), minlength=len(self.positions))
+        out = np.zeros(len(self.keys) + len(self.missing_keys))
+        for i in np.flatnonzero(per_id):
+            np.add.at(out, self.positions[i], self.counts[i] * per_id[i])
+        return out
 
+    def id_sums(self, per_key: np.ndarray, start: int = 0) -> np.ndarray:
+        """Per id from `start` on: sum of `per_key` (one value per key, NaN past the keys: missing) over its
+        blocks, times how often each runs."""
+        padded = np.append(per_key, np.full(len(self.missing_keys), np.nan))
+        return np.array([padded[p] @ c for p, c in zip(self.positions[start:], self.counts[start:])])
 
-def _dense(table: dict[tuple, list[int]], shape: tuple[int, ...]) -> np.ndarray:
-    """Dict of cell -> block indices as an int array [*shape, slots], padded with PAD."""
-    slots = max(len(v) for v in table.values())
-    arr = np.full((*shape, slots), PAD, dtype=np.int64)
-    for cell, v in table.items():
-        arr[cell][: len(v)] = v
-    return arr
+    def missing_of(self, stage_id: int) -> list[str]:
+        return [self.missing_keys[p - len(self.keys)] for p in self.positions[stage_id] if p >= len(self.keys)]

@@ -26,7 +26,7 @@ class MissingKeyError(LutFormatError):
 
 
 class SubnetPredictor:
-    """Precomputed index over one LUT; `predict(subnets)` sums entries in numpy.
+    """Index over one LUT; `predict(subnets)` sums per-stage entries in numpy.
 
     `composition` (default: the LUT's own, `Composition.of_lut`; pass `plain=True` for the plain sum of
     the alone entries) turns each subnet's sums of alone entries and of weight MB into its latency."""
@@ -38,22 +38,34 @@ class SubnetPredictor:
             composition = Composition.of_lut(lut)
         self.composition = None if plain else composition
         self.indexer = SubnetIndexer(space, list(flat))
-        self.values = np.append(np.fromiter(flat.values(), dtype=float, count=len(flat)), 0.0)  # [-1]: padding
-        cfgs = [parse_key(k) for k in flat] if self.composition is not None else []
-        # per key: weight MB and op count, summed per subnet like the entries ([-1]: padding)
-        self.terms = np.array([[weight_mb(c), n_ops(c)] for c in cfgs] + [[0.0, 0.0]]) if cfgs else None
+        values = np.fromiter(flat.values(), dtype=float, count=len(flat))
+        if self.composition is None:
+            self._per_key = values[:, None]
+        else:  # per key: alone entry, weight MB and op count, summed per subnet alike
+            cfgs = [parse_key(k) for k in flat]
+            self._per_key = np.column_stack([values, [weight_mb(c) for c in cfgs], [n_ops(c) for c in cfgs]])
+        self._sums = np.zeros((0, self._per_key.shape[1]))  # per stage id: the sums of its blocks' columns
+
+    def _stage_sums(self, codes: np.ndarray) -> np.ndarray:
+        n_ids = len(self.indexer.positions)
+        if len(self._sums) < n_ids:  # stage ids made since the last call
+            new = np.column_stack([self.indexer.id_sums(col, len(self._sums)) for col in self._per_key.T])
+            self._sums = np.vstack([self._sums, new.reshape(-1, self._per_key.shape[1])])
+        return self._sums
 
     def predict_codes(self, codes: np.ndarray) -> np.ndarray:
         """Latency (ms) of subnets encoded by `self.indexer.encode`. Raises MissingKeyError."""
-        index, count = self.indexer.index(codes)
-        missing, row = self.indexer.missing(index, count)
-        if missing:
-            raise MissingKeyError(missing, row, self.indexer.space.name)
-        alone = (self.values[index] * count).sum(1)
-        if self.composition is None or self.terms is None:
-            return alone
-        w, ops = (self.terms[index] * count[..., None]).sum(1).T
-        return self.composition.network_ms(alone, w, ops)
+        sums = self._stage_sums(codes)
+        total = sums[codes].sum(1)
+        bad = np.isnan(total[:, 0])
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            ids = [*codes[row], *np.unique(codes[bad])]  # the first such subnet's keys first, in block order
+            keys = list(dict.fromkeys(k for i in ids for k in self.indexer.missing_of(int(i))))
+            raise MissingKeyError(keys, row, self.indexer.space.name)
+        if self.composition is None:
+            return total[:, 0]
+        return self.composition.network_ms(total[:, 0], total[:, 1], total[:, 2])
 
     def predict(self, subnets: Sequence[Subnet]) -> np.ndarray:
         """Latency (ms) of each subnet. Raises InvalidSubnet, MissingKeyError."""

@@ -5,6 +5,8 @@ not depend on the published phone LUTs.
 """
 from __future__ import annotations
 
+import collections
+import dataclasses
 import gzip
 import json
 import random
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 from nas.costs import OP_KINDS
+from nas.searchspace import InvalidSubnet
 from predictor import metrics
 from predictor.analytical import AnalyticalModel, NotFittedError
 from predictor.composition import Composition, n_ops, weight_mb
@@ -153,6 +156,30 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     assert abs(one.predict(nets[:1])[0] - slower[0]) < abs(probe.predict(nets[:1])[0] - slower[0])
     assert 0.9 < one.scale < 1.2
     assert probe.fit([], []) is probe
+
+
+def test_vectorised_prediction_equals_the_block_walk_in_every_space(any_space):
+    """The stage-id index gives each subnet the sum of its blocks (as `blocks_of` lists them) and the block
+    counts lutfill weighs by, in every space, also for stage choices first seen in a later batch."""
+    blocks = any_space.enumerate_blocks()
+    rng = np.random.default_rng(1)
+    lut = {b.key: float(v) for b, v in zip(blocks, rng.uniform(0.05, 5.0, len(blocks)))}
+    pred = SubnetPredictor(lut, any_space)
+    r = random.Random(2)
+    for batch in ([any_space.min_subnet(), any_space.max_subnet(), *any_space.released.values()],
+                  [any_space.sample(r) for _ in range(300)]):
+        plain = [sum(lut[b.key] for b in any_space.blocks_of(s)) for s in batch]
+        np.testing.assert_allclose(pred.predict(batch), plain, rtol=1e-12)
+        counts = pred.indexer.block_counts(pred.indexer.encode(batch))
+        walked = collections.Counter(b.key for s in batch for b in any_space.blocks_of(s))
+        assert {k: counts[i] for i, k in enumerate(lut) if counts[i]} == walked
+    bad = dataclasses.replace(batch[0], resolution=1)
+    with pytest.raises(InvalidSubnet, match="subnet 1"):
+        pred.predict([batch[0], bad])
+    wide = dataclasses.replace(batch[0], stages=(dataclasses.replace(batch[0].stages[0], width=999),
+                                                 *batch[0].stages[1:]))
+    with pytest.raises(InvalidSubnet, match="subnet 0: .*width"):
+        pred.predict([wide])
 
 
 def test_lut_fill_covers_reachable_keys(tmp_path, space, blocks, device):

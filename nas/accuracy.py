@@ -203,7 +203,7 @@ class NotFittedError(ValueError):
 def feature_names(space: SearchSpace) -> list[str]:
     names = ["resolution"]
     for spec in space.stages:
-        names += [f"{spec.name}.{k}" for k in space.stage_options(spec)]
+        names += [f"{spec.name}.{k}" for k in space.stage_feature_names(spec)]
     return [*names, "log_macs", "log_params"]
 
 
@@ -214,7 +214,7 @@ def features(space: SearchSpace, subs: Sequence[Subnet]) -> np.ndarray:
         macs, params = subnet_size(space, sub)
         row = [float(sub.resolution)]
         for spec, st in zip(space.stages, sub.stages):
-            row += [float(getattr(st, k)) for k in space.stage_options(spec)]
+            row += space.stage_features(spec, st)
         rows.append([*row, math.log(macs), math.log(params)])
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(feature_names(space)))
 

@@ -237,10 +237,14 @@ class EffHeadCfg:
 
 BlockCfg = Union[FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg,
                  EffStemCfg, EffFFNCfg, EffAttnCfg, EffConvDSCfg, EffAttnDSCfg, EffHeadCfg]
-BLOCK_TYPES: dict[str, type] = {
-    c.type: c for c in (FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg,
-                        EffStemCfg, EffFFNCfg, EffAttnCfg, EffConvDSCfg, EffAttnDSCfg, EffHeadCfg)
+# Block types by the family of spaces that runs them; a learned latency model is fitted within one family
+# (its type one-hot has that family's columns, so a new family never changes another's models).
+BLOCK_FAMILIES: dict[str, tuple[type, ...]] = {
+    "elasticvit": (FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg),
+    "efficientformerv2": (EffStemCfg, EffFFNCfg, EffAttnCfg, EffConvDSCfg, EffAttnDSCfg, EffHeadCfg),
 }
+BLOCK_TYPES: dict[str, type] = {c.type: c for types in BLOCK_FAMILIES.values() for c in types}
+FAMILY_OF_TYPE: dict[str, str] = {c.type: fam for fam, types in BLOCK_FAMILIES.items() for c in types}
 
 
 class KeyError_(ValueError):

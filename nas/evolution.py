@@ -99,8 +99,7 @@ def mutate(space: SearchSpace, sub: Subnet, rng: random.Random, prob: float) -> 
     res = rng.choice(space.resolutions) if rng.random() < prob else sub.resolution
     stages = []
     for spec, st in zip(space.stages, sub.stages):
-        changes = {f: rng.choice(v) for f, v in space.stage_options(spec).items() if rng.random() < prob}
-        stages.append(replace(st, **changes))
+        stages.append(space.mutate_stage(spec, st, rng, prob))
     return space.validate(Subnet(sub.space, res, tuple(repair_widths(space, stages))))
 
 
@@ -265,16 +264,16 @@ class FamilyResult:
 def search_family(space: SearchSpace, latency: Callable[[Sequence[Subnet]], np.ndarray],
                   limits: Sequence[Constraints], objective: str | Objective = "macs",
                   settings: SearchSettings = SearchSettings(), seed: int = 0, top: int = 5,
-                  progress: bool = False) -> FamilyResult:
+                  progress: bool = False, strategy: Callable[..., SearchResult] | None = None) -> FamilyResult:
     """`search` under each of `limits` (each with `random.Random(seed)`, so a member finds what a search of that
     limit alone finds), sharing one cache. An infeasible limit is recorded as its Infeasible error; the
-    others run."""
+    others run. `strategy`: another search with `search`'s signature (`nas.strategies`), default `search`."""
     ev = Evaluator(space, latency, _objective(space, objective))
     results: list[SearchResult | Infeasible] = []
     for lim in limits:
         try:
-            results.append(search(space, latency, lim, settings=settings, rng=random.Random(seed), top=top,
-                                  progress=progress, evaluator=ev))
+            results.append((strategy or search)(space, latency, lim, settings=settings, rng=random.Random(seed),
+                                                top=top, progress=progress, evaluator=ev))
         except Infeasible as e:
             results.append(e)
     pool = {c.subnet: c for r in results if isinstance(r, SearchResult) for c in r.feasible_seen}

@@ -51,7 +51,8 @@ from nas.objectives import (
 )
 from nas.registry import create_space, list_spaces
 from nas.searchspace import SearchSpace
-from predictor.lut_io import LutFormatError, open_lut
+from nas.strategies import STRATEGIES, create_strategy
+from predictor.lut_io import LutFormatError, lut_space, open_lut
 from predictor.subnet_predictor import MissingKeyError, SubnetPredictor
 from predictor.verify import VerifySettings, verify, with_format
 from predictor.verify import summary as verify_summary
@@ -74,6 +75,7 @@ class SearchJob:
     space: str = "elasticvit"
     objective: str = "macs"
     objective_config: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    strategy: str = "evolution"  # nas.strategies: evolution | slimming
     population: int = _DEFAULT.population
     generations: int = _DEFAULT.generations
     parents: int | None = None  # None: half the population
@@ -93,6 +95,8 @@ class SearchJob:
                 raise ValueError(f"--latency-ms must be a finite number > 0, not {x!r}")
         if self.max_params_m is not None and not (math.isfinite(self.max_params_m) and self.max_params_m > 0):
             raise ValueError(f"--max-params-m must be a finite number > 0, not {self.max_params_m!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown search strategy {self.strategy!r}; known: {sorted(STRATEGIES)}")
         if self.population < 2 or self.generations < 0 or self.top < 1:
             raise ValueError("--population must be >= 2, --generations >= 0, --top >= 1")
         self.settings  # noqa: B018  (validates --parents against --population)
@@ -196,7 +200,7 @@ def run(job: SearchJob, *, progress: bool = False) -> dict:
     objective = create_objective(job.objective, space, job.objective_config)
     settings = job.settings
     family = search_family(space, predictor.predict, job.limits, objective, settings, job.seed, job.top,
-                           progress=progress)
+                           progress=progress, strategy=create_strategy(job.strategy, job.objective_config))
     ok = family.feasible
     if not ok:
         raise family.results[-1]  # type: ignore[misc]  (the largest limit's Infeasible)
@@ -219,7 +223,8 @@ def run(job: SearchJob, *, progress: bool = False) -> dict:
     doc = {"lut": str(job.lut), "device": lut.device,
            "latency": "composed block entries" if predictor.composition else "plain block sum",
            "objective": job.objective, "objective_config": job.objective_config.to_dict(),
-           "settings": vars(settings), "seed": job.seed, "latency_limits_ms": list(job.latencies_ms),
+           "strategy": job.strategy, "settings": vars(settings), "seed": job.seed,
+           "latency_limits_ms": list(job.latencies_ms),
            "max_params": job.limits[0].max_params, "evaluated": family.computed, "results": results,
            "pareto": [_entry(space, c) for c in front],
            "released": {name: {**_entry(space, c), "fits_ms": fits,
@@ -303,9 +308,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--lut", help="pixel4 | xiaomi11 | a LUT .json / .json.gz file (predictor.validate --lut-out)")
     ap.add_argument("--latency-ms", type=float, nargs="+", help="latency limit(s) (predicted, ms): one search each")
     ap.add_argument("--max-params-m", type=float, help="also limit the size (millions of parameters)")
-    ap.add_argument("--space", default="elasticvit", help=f"one of {list_spaces()}")
+    ap.add_argument("--space", help=f"one of {list_spaces()} (default: the LUT's own, else elasticvit)")
     ap.add_argument("--objective", default="macs", help="what to maximise (see --list-objectives); default macs")
     ap.add_argument("--list-objectives", action="store_true", help="print the objectives and exit")
+    ap.add_argument("--strategy", default="evolution", choices=sorted(STRATEGIES),
+                    help="; ".join(f"{k}: {v}" for k, v in STRATEGIES.items()))
     ap.add_argument("--accuracy-predictor", type=Path, help="a fitted accuracy predictor (JSON, python -m "
                     "nas.evaluate --fit-predictor): objective accuracy, and mes's Score")
     ap.add_argument("--mes-params-unit-m", type=float, default=MES_PARAMS_UNIT / 1e6,
@@ -339,8 +346,10 @@ def job_from_args(a: argparse.Namespace) -> SearchJob:
     config = ObjectiveConfig(accuracy_predictor=a.accuracy_predictor, mes_params_unit=a.mes_params_unit_m * 1e6,
                              mes_latency_unit_ms=a.mes_latency_unit_ms, mes_alpha_params=a.mes_alpha_params,
                              mes_alpha_latency=a.mes_alpha_latency)
-    return SearchJob(lut=a.lut, latency_ms=tuple(a.latency_ms), max_params_m=a.max_params_m, space=a.space,
-                     objective=a.objective, objective_config=config, population=a.population,
+    return SearchJob(lut=a.lut, latency_ms=tuple(a.latency_ms), max_params_m=a.max_params_m,
+                     space=a.space or lut_space(a.lut), objective=a.objective, objective_config=config,
+                     strategy=a.strategy,
+                     population=a.population,
                      generations=a.generations, parents=a.parents, seed=a.seed, top=a.top, plain_sum=a.plain_sum,
                      json_out=a.json, plot=a.plot, verify=verify_settings(a) if a.verify else None)
 

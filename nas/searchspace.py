@@ -8,7 +8,7 @@ shared machinery (resolution, stage count and width checks, the sampling loop, t
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
 from nas.blocks import (
@@ -133,6 +133,41 @@ class SearchSpace:
         choice = {k: rng.choice(v) for k, v in self.stage_options(spec).items()}
         choice["width"] = rng.choice(widths)
         return StageChoice(**choice)
+
+    def mutate_stage(self, spec: StageSpec, st: StageChoice, rng: random.Random, prob: float) -> StageChoice:
+        """`st` with each choice redrawn with probability `prob` (the evolutionary search's mutation)."""
+        changes = {f: rng.choice(v) for f, v in self.stage_options(spec).items() if rng.random() < prob}
+        return replace(st, **changes)
+
+    def shrink_stage(self, spec: StageSpec, st: StageChoice) -> list[StageChoice]:
+        """The stage one step smaller in each of its choices (greedy slimming's moves): each choice at its
+        next smaller allowed value."""
+        out = []
+        for f, allowed in self.stage_options(spec).items():
+            smaller = [v for v in allowed if v < getattr(st, f)]
+            if smaller:
+                out.append(replace(st, **{f: max(smaller)}))
+        return out
+
+    def shrink_moves(self, sub: Subnet) -> list[Subnet]:
+        """Every subnet of the space one step smaller than `sub`: one stage shrunk (`shrink_stage`), or the next
+        smaller resolution."""
+        out = [replace(sub, resolution=max(r for r in self.resolutions if r < sub.resolution))] \
+            if sub.resolution > min(self.resolutions) else []
+        for i, (spec, st) in enumerate(zip(self.stages, sub.stages)):
+            for new in self.shrink_stage(spec, st):
+                cand = replace(sub, stages=(*sub.stages[:i], new, *sub.stages[i + 1:]))
+                if i == 0 or new.width >= sub.stages[i - 1].width:
+                    out.append(cand)
+        return out
+
+    def stage_feature_names(self, spec: StageSpec) -> list[str]:
+        """Names of `stage_features` (the accuracy predictor's per-stage columns)."""
+        return list(self.stage_options(spec))
+
+    def stage_features(self, spec: StageSpec, st: StageChoice) -> list[float]:
+        """A stage's choices as numbers, one per `stage_feature_names`."""
+        return [float(getattr(st, k)) for k in self.stage_options(spec)]
 
     def extreme_stage(self, spec: StageSpec, pick: Callable) -> StageChoice:
         """The stage with every choice at `pick` (min or max) of its options."""

@@ -1,4 +1,4 @@
-"""Block feature matrix for learned predictors: config fields + `nas.costs` analytical features.
+"""Block feature matrix for learned predictors: type one-hot, config fields + `nas.costs` analytical features.
 
 Builds on `nas.costs.block_features` (the one feature function); only the block config's own
 fields and the type one-hot are added here, so every predictor sees the same columns. Also the one
@@ -12,18 +12,46 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from nas.blocks import AttentionCfg, BlockCfg, FFNCfg, FirstConvCfg, HeadCfg, MBConvCfg, TransDSCfg
+from nas.blocks import (
+    BLOCK_FAMILIES,
+    FAMILY_OF_TYPE,
+    AttentionCfg,
+    BlockCfg,
+    EffAttnCfg,
+    EffAttnDSCfg,
+    EffConvDSCfg,
+    EffFFNCfg,
+    EffHeadCfg,
+    EffStemCfg,
+    FFNCfg,
+    FirstConvCfg,
+    HeadCfg,
+    MBConvCfg,
+    TransDSCfg,
+)
 from nas.costs import FEATURE_NAMES, block_features, log_features
 
-# The block types the predictor has features for: ElasticViT's. EfficientFormerV2's ops join with its predictor
-# support (issue 15 point 4); until then its blocks are refused, and ElasticViT's columns (so its fitted models
-# and figures) stay as they were.
-_SUPPORTED = (FirstConvCfg, MBConvCfg, TransDSCfg, AttentionCfg, FFNCfg, HeadCfg)
-TYPE_NAMES: tuple[str, ...] = tuple(c.type for c in _SUPPORTED)
+# The type one-hot has the columns of the blocks' family (nas.blocks.BLOCK_FAMILIES): a model is fitted within
+# one family, and adding a family leaves another's columns (so its fitted models and figures) as they were.
+TYPE_NAMES_BY_FAMILY: dict[str, tuple[str, ...]] = {f: tuple(c.type for c in types)
+                                                     for f, types in BLOCK_FAMILIES.items()}
+TYPE_NAMES: tuple[str, ...] = TYPE_NAMES_BY_FAMILY["elasticvit"]
 CONFIG_NAMES: tuple[str, ...] = ("hw_in", "hw_out", "cin", "cout", "expand", "kernel", "stride", "se",
                                  "v_scale", "mlp")
-COLUMN_NAMES: tuple[str, ...] = (*(f"type_{t}" for t in TYPE_NAMES), *CONFIG_NAMES,
-                                 *(f"log_{n}" if not n.startswith("simd") else n for n in FEATURE_NAMES))
+TAIL_NAMES: tuple[str, ...] = (*CONFIG_NAMES, *(f"log_{n}" if not n.startswith("simd") else n for n in FEATURE_NAMES))
+COLUMN_NAMES: tuple[str, ...] = (*(f"type_{t}" for t in TYPE_NAMES), *TAIL_NAMES)  # ElasticViT's blocks
+
+
+def family_of(cfgs: Sequence[BlockCfg]) -> str:
+    """The one family of `cfgs` (ValueError for a mix: no model is fitted across families)."""
+    fams = {FAMILY_OF_TYPE[c.type] for c in cfgs}
+    if len(fams) != 1:
+        raise ValueError(f"blocks of {len(fams)} families {sorted(fams)}: a latency model takes one family's")
+    return fams.pop()
+
+
+def column_names(family: str) -> tuple[str, ...]:
+    return (*(f"type_{t}" for t in TYPE_NAMES_BY_FAMILY[family]), *TAIL_NAMES)
 
 
 def config_fields(cfg: BlockCfg) -> dict[str, float]:
@@ -40,32 +68,48 @@ def config_fields(cfg: BlockCfg) -> dict[str, float]:
             out["mlp"] = cfg.mlp
         else:
             out["expand"] = cfg.expand
-    else:  # MBConvCfg, TransDSCfg
+    elif isinstance(cfg, (MBConvCfg, TransDSCfg)):
         out.update(hw_in=cfg.hw, hw_out=cfg.hw_out, cin=cfg.cin, cout=cfg.cout, expand=cfg.expand,
                    kernel=cfg.kernel, stride=cfg.stride, se=float(getattr(cfg, "se", True)))
+    elif isinstance(cfg, EffStemCfg):  # two 3x3 stride-2 convs
+        out.update(hw_in=cfg.resolution, hw_out=cfg.hw_out, cin=3, cout=cfg.cout, kernel=3, stride=4, expand=1)
+    elif isinstance(cfg, (EffConvDSCfg, EffAttnDSCfg)):
+        out.update(hw_in=cfg.hw, hw_out=cfg.hw_out, cin=cfg.cin, cout=cfg.cout, kernel=3, stride=2, expand=1)
+    elif isinstance(cfg, (EffFFNCfg, EffAttnCfg)):  # stride: the attention's (2 = stride attention)
+        out.update(hw_in=cfg.hw, hw_out=cfg.hw, cin=cfg.channels, cout=cfg.channels, kernel=3,
+                   stride=getattr(cfg, "stride", 1), expand=cfg.expand)
+    elif isinstance(cfg, EffHeadCfg):
+        out.update(hw_in=cfg.hw, hw_out=1, cin=cfg.channels, cout=cfg.classes, stride=1, expand=1)
+    else:
+        raise TypeError(f"no config fields for block {cfg!r}")
     return out
 
 
 def type_onehot(cfgs: Sequence[BlockCfg]) -> np.ndarray:
-    """One row per config, one column per block type (TYPE_NAMES order): 1.0 at the config's type."""
-    return np.array([[c.type == t for t in TYPE_NAMES] for c in cfgs], dtype=float).reshape(len(cfgs), -1)
+    """One row per config, one column per block type of their family: 1.0 at the config's type."""
+    if len(cfgs) == 0:
+        return np.zeros((0, len(TYPE_NAMES)))
+    names = TYPE_NAMES_BY_FAMILY[family_of(cfgs)]
+    return np.array([[c.type == t for t in names] for c in cfgs], dtype=float).reshape(len(cfgs), -1)
 
 
 @lru_cache(maxsize=65536)
 def _row(cfg: BlockCfg) -> tuple[float, ...]:
-    """The columns after the type one-hot."""
+    """The columns after the type one-hot (TAIL_NAMES)."""
     cf = config_fields(cfg)
     return (*(cf[n] for n in CONFIG_NAMES), *log_features(block_features(cfg)))
 
 
+def tail_matrix(cfgs: Sequence[BlockCfg]) -> np.ndarray:
+    """The columns after the type one-hot (TAIL_NAMES), the same in every family."""
+    return np.array([_row(c) for c in cfgs], dtype=float).reshape(len(cfgs), len(TAIL_NAMES))
+
+
 def feature_matrix(cfgs: Sequence[BlockCfg]) -> np.ndarray:
-    """Rows in COLUMN_NAMES order."""
+    """Rows in `column_names(family_of(cfgs))` order."""
     if len(cfgs) == 0:
         return np.zeros((0, len(COLUMN_NAMES)))
-    unsupported = sorted({c.type for c in cfgs if not isinstance(c, _SUPPORTED)})
-    if unsupported:
-        raise ValueError(f"the latency predictor has no features for block types {unsupported} yet")
-    return np.hstack([type_onehot(cfgs), np.array([_row(c) for c in cfgs], dtype=float)])
+    return np.hstack([type_onehot(cfgs), tail_matrix(cfgs)])
 
 
 def _as_float(value: object) -> float:

@@ -160,6 +160,19 @@ def _lut_from_doc(path: Path, doc: dict, space: str | SearchSpace) -> Lut:
     return lut
 
 
+def lut_space(name_or_path: str | Path | None, default: str = "elasticvit") -> str:
+    """The space a LUT file of this project's format names (a command's default `--space`); `default` for a
+    shipped name, a flat LUT, or a file that does not read (opening it later says what is wrong)."""
+    if name_or_path is None or not Path(name_or_path).is_file():
+        return default
+    try:
+        _, data = _read_json(name_or_path, default)
+    except (LutFormatError, OSError):
+        return default
+    space = data.get("space") if "format" in data else None
+    return space if isinstance(space, str) else default
+
+
 def open_lut(name_or_path: str | Path, space: str | SearchSpace = "elasticvit") -> Lut:
     """A LUT from this project's format (with sources and meta), a flat nn-Meter `.json`/`.json.gz`,
     or the name of a shipped published LUT (`pixel4`, `xiaomi11`); flat entries count as measured.

@@ -14,7 +14,7 @@ import sys
 
 from nas.registry import create_space, list_spaces
 from nas.specs import resolve_subnet
-from predictor.lut_io import LutFormatError, open_lut
+from predictor.lut_io import LutFormatError, lut_space, open_lut
 from predictor.subnet_predictor import SubnetPredictor
 
 
@@ -23,11 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lut", required=True, help="the LUT file (predictor.validate --lut-out), or pixel4 | xiaomi11")
     ap.add_argument("--subnet", action="append", required=True, metavar="SPEC",
                     help="released name, min, max, or a subnet JSON file/string (repeatable)")
-    ap.add_argument("--space", default="elasticvit", help=f"one of {list_spaces()}")
+    ap.add_argument("--space", help=f"one of {list_spaces()} (default: the LUT's own, else elasticvit)")
     ap.add_argument("--plain-sum", action="store_true", help="sum the alone entries, without the composition")
     args = ap.parse_args(argv)
     try:
-        space = create_space(args.space)
+        space = create_space(args.space or lut_space(args.lut))
         lut = open_lut(args.lut, space)
         predictor = SubnetPredictor(lut, space, plain=args.plain_sum)
         subnets = [resolve_subnet(space, spec) for spec in args.subnet]

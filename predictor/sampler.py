@@ -19,14 +19,14 @@ import numpy as np
 
 from nas.blocks import BlockCfg
 from nas.costs import block_features
-from predictor.features import COLUMN_NAMES, CONFIG_NAMES, check_latencies_ms, feature_matrix
+from predictor.features import CONFIG_NAMES, TAIL_NAMES, check_latencies_ms, tail_matrix
 from predictor.transfer import fit_prior_model
 from predictor.xgb import LatencyPredictor
 
 log = logging.getLogger(__name__)
 
 Measure = Callable[[list[BlockCfg]], list[float]]
-_SPACE_COLUMNS = [COLUMN_NAMES.index(n) for n in (*CONFIG_NAMES, "log_macs", "log_total_bytes")]
+_SPACE_COLUMNS = [TAIL_NAMES.index(n) for n in (*CONFIG_NAMES, "log_macs", "log_total_bytes")]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _maximin(points: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
 def _coverage(cfgs: list[BlockCfg], n: int, importance: np.ndarray, prior: Mapping[str, float] | None,
               rng: np.random.Generator, floor: int) -> list[int]:
     types = np.array([c.type for c in cfgs])
-    space = feature_matrix(cfgs)[:, _SPACE_COLUMNS]
+    space = tail_matrix(cfgs)[:, _SPACE_COLUMNS]
     if prior is not None:
         space = np.column_stack([space, np.log(_proxy_latency(cfgs, prior))])
     picks: list[int] = []

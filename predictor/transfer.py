@@ -17,7 +17,7 @@ import numpy as np
 
 from nas.blocks import BlockCfg, KeyError_, parse_key
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.features import TYPE_NAMES, training_targets, type_onehot
+from predictor.features import TYPE_NAMES_BY_FAMILY, family_of, training_targets, type_onehot
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class PriorTransfer:
             prior_model: AnalyticalModel | None = None) -> "PriorTransfer":
         """`prior_model`: an analytical model already fitted on the prior (saves refitting it)."""
         y = training_targets(cfgs, latency_ms)
+        self.family_ = family_of(cfgs)
         if prior_model is None:
             prior_model = fit_prior_model(self.prior, self.max_prior_fit, self.seed)
         self.prior_model_ = prior_model
@@ -106,19 +107,22 @@ class PriorTransfer:
                 "max_prior_fit": self.max_prior_fit, "seed": self.seed,
                 "prior_model": self.prior_model_.get_state(), "target_model": self.target_model_.get_state(),
                 "center": self.center_, "coef": self.coef_.tolist(), "intercept": self.intercept_,
-                "type_names": list(TYPE_NAMES)}
+                "type_names": list(TYPE_NAMES_BY_FAMILY[self.family_])}
 
     @classmethod
     def from_state(cls, state: dict) -> "PriorTransfer":
-        if list(state["type_names"]) != list(TYPE_NAMES):
+        family = next((f for f, names in TYPE_NAMES_BY_FAMILY.items() if list(names) == list(state["type_names"])),
+                      None)
+        if family is None:
             raise ValueError(f"transfer state was saved for block types {state['type_names']}, "
-                             f"this code has {TYPE_NAMES}")
+                             f"this code has {TYPE_NAMES_BY_FAMILY}")
         m = cls(state["prior"], state["analytical_ridge"], state["alpha"], state["max_prior_fit"], state["seed"])
         m.prior_model_ = AnalyticalModel.from_state(state["prior_model"])
         m.target_model_ = AnalyticalModel.from_state(state["target_model"])
         m.center_ = float(state["center"])
         m.coef_ = np.asarray(state["coef"], dtype=float)
         m.intercept_ = float(state["intercept"])
+        m.family_ = family
         return m
 
 

@@ -38,7 +38,7 @@ from nas.specs import resolve_subnet
 from nas.subnet import Subnet
 from nas.supernet import Supernet
 from predictor import metrics
-from predictor.lut_io import LutFormatError, open_lut
+from predictor.lut_io import LutFormatError, lut_space, open_lut
 from predictor.subnet_predictor import SubnetPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--format", choices=FORMATS, help="model format (default: the backend's; onnx switches the "
                     "default cpu backend to onnx)")
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    ap.add_argument("--space", default="elasticvit", help=f"one of {list_spaces()}")
+    ap.add_argument("--space", help=f"one of {list_spaces()} (default: the --lut's own, else elasticvit)")
     ap.add_argument("--json", type=Path, help="write the rows, summary and settings here")
     ap.add_argument("--no-guard", action="store_true", help="do not re-time a reference network around chunks")
     add_measure_arguments(ap)
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
-        space = create_space(args.space)
+        space = create_space(args.space or lut_space(args.lut))
         subnets = [resolve_subnet(space, spec) for spec in args.subnet]
         predicted: list[float | None] = [None] * len(subnets)
         if args.lut:

@@ -19,7 +19,7 @@ import xgboost as xgb
 
 from nas.blocks import BlockCfg
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.features import COLUMN_NAMES, feature_matrix, training_targets
+from predictor.features import column_names, family_of, feature_matrix, training_targets
 from predictor.transfer import PriorTransfer
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class LatencyPredictor:
         return np.hstack(cols)
 
     def feature_names(self) -> list[str]:
-        names = [*COLUMN_NAMES, "log_base_ms"]
+        names = [*column_names(getattr(self, "family_", "elasticvit")), "log_base_ms"]
         if isinstance(getattr(self, "base_", None), PriorTransfer):
             names.append("log_prior_ms")
         return names
@@ -107,6 +107,7 @@ class LatencyPredictor:
         if self.bootstrap:
             idx = np.random.default_rng(self.seed).integers(0, len(y), len(y))
             cfgs, y = [cfgs[i] for i in idx], y[idx]
+        self.family_ = family_of(cfgs)  # the block family whose type columns the model has
         self.base_ = base if base is not None else self.fit_base(cfgs, y)
         self.n_samples_ = len(y)
         self.booster_: xgb.Booster | None = None
@@ -138,6 +139,8 @@ class LatencyPredictor:
         self._check_fitted()
         if len(cfgs) == 0:
             return np.zeros(0)
+        if family_of(cfgs) != self.family_:
+            raise ValueError(f"this latency model was fitted on {self.family_} blocks, not {family_of(cfgs)} ones")
         log_base = np.log(self.base_.predict(cfgs))
         if self.booster_ is None:
             return np.exp(log_base)
@@ -155,6 +158,7 @@ class LatencyPredictor:
             "versions": library_versions(),
             "hyperparameters": self._hyper(),
             "n_samples": self.n_samples_,
+            "family": self.family_,
             "base": {"kind": kind, "state": self.base_.get_state()},
             "feature_names": self.feature_names(),
             "booster": None if self.booster_ is None else bytes(self.booster_.save_raw("json")).decode(),
@@ -182,6 +186,7 @@ class LatencyPredictor:
         m.base_ = (PriorTransfer.from_state(base_doc["state"]) if base_doc["kind"] == "transfer"
                    else AnalyticalModel.from_state(base_doc["state"]))
         m.n_samples_ = int(doc["n_samples"])
+        m.family_ = str(doc.get("family", "elasticvit"))  # files saved before a second family are ElasticViT's
         m.booster_ = None
         if doc["booster"] is not None:
             m.booster_ = xgb.Booster()

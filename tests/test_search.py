@@ -152,8 +152,10 @@ def test_cli_says_when_a_lut_has_no_composition(tmp_path: Path, capsys, space):
     assert "no in-network composition" in capsys.readouterr().err
     other = Lut("x", "cpu", "otherspace", entries=dict(lut.entries))
     save_lut(other, tmp_path / "other.json")
-    assert search_main(["--lut", str(tmp_path / "other.json"), "--latency-ms", "30"]) == 2
+    assert search_main(["--lut", str(tmp_path / "other.json"), "--latency-ms", "30", "--space", "elasticvit"]) == 2
     assert "LUT of space 'otherspace'" in capsys.readouterr().err
+    assert search_main(["--lut", str(tmp_path / "other.json"), "--latency-ms", "30"]) == 2  # the LUT's own space
+    assert "unknown search space 'otherspace'" in capsys.readouterr().err
 
 
 def test_truncated_gz_lut_is_a_one_line_error(tmp_path: Path, capsys):

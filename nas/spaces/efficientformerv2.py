@@ -10,7 +10,7 @@ go one below the released minimum (2, 1) so a slimming search can shrink them.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 from nas._registry import register_space
@@ -104,6 +104,54 @@ class EffV2Space(SearchSpace):
         expands = tuple(rng.choice(spec.expands) for _ in range(depth))
         vit_num = rng.choice(_vit_nums(spec, depth)) if spec.vit_nums else None
         return StageChoice(depth=depth, width=width, expands=expands, vit_num=vit_num)
+
+    def mutate_stage(self, spec: StageSpec, st: StageChoice, rng: random.Random, prob: float) -> StageChoice:
+        """Depth and width redrawn with probability `prob`, then each block's expansion (new blocks at the end
+        get a random one) and the attention count (also when the new depth no longer allows it)."""
+        assert isinstance(spec, EffV2StageSpec) and st.expands is not None
+        depth = rng.choice(spec.depths) if rng.random() < prob else st.depth
+        width = rng.choice(spec.widths) if rng.random() < prob else st.width
+        kept = [*st.expands[:depth], *(rng.choice(spec.expands) for _ in range(depth - len(st.expands)))]
+        expands = tuple(rng.choice(spec.expands) if rng.random() < prob else e for e in kept)
+        vit_num = st.vit_num
+        if spec.vit_nums:
+            allowed = _vit_nums(spec, depth)
+            if rng.random() < prob or vit_num not in allowed:
+                vit_num = rng.choice(allowed)
+        return StageChoice(depth=depth, width=width, expands=expands, vit_num=vit_num)
+
+    def shrink_stage(self, spec: StageSpec, st: StageChoice) -> list[StageChoice]:
+        """EfficientFormerV2's slimming actions: remove one block (A_N; any of them, its expansion with it),
+        the next smaller width (A_C), one FFN's next smaller expansion (A_E); here also one attention block
+        fewer."""
+        assert isinstance(spec, EffV2StageSpec) and st.expands is not None
+        out = []
+        if st.depth - 1 in spec.depths:
+            for j in range(st.depth):
+                vit = st.vit_num
+                if spec.vit_nums and vit not in _vit_nums(spec, st.depth - 1):
+                    vit = max(_vit_nums(spec, st.depth - 1))
+                out.append(StageChoice(depth=st.depth - 1, width=st.width,
+                                       expands=st.expands[:j] + st.expands[j + 1:], vit_num=vit))
+        smaller = [w for w in spec.widths if w < st.width]
+        if smaller:
+            out.append(replace(st, width=max(smaller)))
+        for j, e in enumerate(st.expands):
+            lower = [v for v in spec.expands if v < e]
+            if lower:
+                out.append(replace(st, expands=(*st.expands[:j], max(lower), *st.expands[j + 1:])))
+        if spec.vit_nums and st.vit_num is not None and st.vit_num - 1 in spec.vit_nums:
+            out.append(replace(st, vit_num=st.vit_num - 1))
+        return list(dict.fromkeys(out))  # removing either of two equal neighbours gives the same stage
+
+    def stage_feature_names(self, spec: StageSpec) -> list[str]:
+        assert isinstance(spec, EffV2StageSpec)
+        return ["depth", "width", "expand_mean", *(["vit_num"] if spec.vit_nums else [])]
+
+    def stage_features(self, spec: StageSpec, st: StageChoice) -> list[float]:
+        assert isinstance(spec, EffV2StageSpec) and st.expands is not None
+        return [float(st.depth), float(st.width), sum(st.expands) / st.depth,
+                *([float(st.vit_num)] if spec.vit_nums else [])]  # type: ignore[arg-type]
 
     def extreme_stage(self, spec: StageSpec, pick: Callable) -> StageChoice:
         assert isinstance(spec, EffV2StageSpec)

@@ -50,6 +50,7 @@ class Checkpoint:
     weights: dict[str, torch.Tensor]
     step: int
     resolution_scale: float = 1.0  # the run's: its subnets were trained, and are evaluated, at resolution x this
+    space: str | None = None  # the search space it was trained for (None: written before checkpoints said)
 
 
 def read_checkpoint(path: str | Path, dev: torch.device | str = "cpu") -> Checkpoint:
@@ -64,12 +65,17 @@ def read_checkpoint(path: str | Path, dev: torch.device | str = "cpu") -> Checkp
     step = state.get("step")
     settings = state.get("settings") if isinstance(state.get("settings"), dict) else {}
     scale = settings.get("resolution_scale", 1.0)
+    space = state.get("space")
     return Checkpoint(path, weights, step if isinstance(step, int) else -1,
-                      float(scale) if isinstance(scale, (int, float)) and 0 < scale <= 1 else 1.0)
+                      float(scale) if isinstance(scale, (int, float)) and 0 < scale <= 1 else 1.0,
+                      space if isinstance(space, str) else None)
 
 
 def load_supernet(space: SearchSpace, ckpt: Checkpoint, dev: torch.device | str = "cpu") -> Supernet:
     """A Supernet of `space` in eval mode with the checkpoint's weights."""
+    if ckpt.space is not None and ckpt.space != space.name:
+        raise CheckpointError(f"checkpoint {ckpt.path} was trained for space {ckpt.space!r}, not {space.name!r} "
+                              f"(pass --space {ckpt.space})")
     net = Supernet(space).to(dev)
     try:
         net.load_state_dict(ckpt.weights)

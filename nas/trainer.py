@@ -125,8 +125,8 @@ class _Run:
     step: int = 0
 
     def state(self, settings: TrainSettings) -> dict:
-        return {"format": CHECKPOINT_FORMAT, "settings": asdict(settings), "step": self.step,
-                "supernet": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+        return {"format": CHECKPOINT_FORMAT, "space": self.net.space.name, "settings": asdict(settings),
+                "step": self.step, "supernet": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                 "schedule": self.sched.state_dict(), "rng": self.rng.getstate(), "sampler": self.sampler.state(),
                 "log": asdict(self.log)}
 
@@ -225,7 +225,7 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # a crash mid-write never leaves a torn checkpoint
 
 
-def load_checkpoint(path: Path, settings: TrainSettings, dev: torch.device) -> dict:
+def load_checkpoint(path: Path, settings: TrainSettings, dev: torch.device, space: str | None = None) -> dict:
     """The checkpoint's contents, read as tensors and plain data only; CheckpointError (one line) otherwise."""
     try:
         state = load_state(path, dev)
@@ -240,6 +240,9 @@ def load_checkpoint(path: Path, settings: TrainSettings, dev: torch.device) -> d
     if state["format"] != CHECKPOINT_FORMAT or not same or any(k not in state for k in _CHECKPOINT_KEYS):
         raise CheckpointError(f"{path} was written by another run (another format than {CHECKPOINT_FORMAT}, or "
                               "other settings); use a new --checkpoint path or the same settings")
+    if space is not None and state.get("space", space) != space:
+        raise CheckpointError(f"{path} is a checkpoint of space {state['space']!r}, not {space!r}; use a new "
+                              f"--checkpoint path or --space {state['space']}")
     return state
 
 
@@ -268,7 +271,7 @@ def train(space: SearchSpace, data: Dataset, settings: TrainSettings, checkpoint
                                schedule=BankSchedule(settings.bank_prob_start, settings.bank_prob_increment))
     run = _Run(net, opt, sched, random.Random(settings.seed), create_sampler(settings.sampler, space, sampling))
     if checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint, settings, dev)
+        state = load_checkpoint(checkpoint, settings, dev, space.name)
         try:
             run.restore(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:

@@ -183,3 +183,28 @@ def test_cli_smoke_run_and_errors(tmp_path: Path, capsys):
     if not torch.cuda.is_available():
         assert train_main(["--data", "synthetic", "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_efficientformerv2_trains_evaluates_and_its_checkpoint_names_its_space(tmp_path: Path, capsys):
+    """The second space through nas.train (a CPU smoke run at a quarter of each resolution) and nas.evaluate;
+    a checkpoint used with the other space is refused in one line that names the right one."""
+    from nas.evaluate import main as evaluate_main
+
+    ckpt = tmp_path / "e.pt"
+    assert train_main(["--space", "efficientformerv2", "--data", "synthetic:16:4", "--steps", "2", "--batch-size", "4",
+                       "--resolution-scale", "0.25", "--eval", "S0", "min", "--checkpoint", str(ckpt)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["steps_done"] == 2 and set(report["top1"]) == {"S0", "min"}
+    assert torch.load(ckpt, weights_only=True)["space"] == "efficientformerv2"
+    store = str(tmp_path / "acc.sqlite")
+    assert evaluate_main(["--checkpoint", str(ckpt), "--space", "efficientformerv2", "--data", "synthetic:8:4",
+                          "--subnet", "S0", "--sample", "2", "--store", store, "--batch-size", "8"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 3
+    assert evaluate_main(["--checkpoint", str(ckpt), "--data", "synthetic:8:4", "--subnet", "min", "--store",
+                          store]) == 2
+    err = capsys.readouterr().err
+    assert "trained for space 'efficientformerv2'" in err and len(err.strip().splitlines()) == 1
+    assert train_main(["--data", "synthetic:16:4", "--steps", "2", "--batch-size", "4", "--resolution-scale", "0.25",
+                       "--checkpoint", str(ckpt)]) == 2  # resuming it as ElasticViT's
+    assert "checkpoint of space 'efficientformerv2'" in capsys.readouterr().err

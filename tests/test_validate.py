@@ -119,3 +119,27 @@ def test_a_reference_that_cannot_be_converted_is_one_line(monkeypatch):
     with pytest.raises(ProfilerError, match=r"^could not convert the reference network to onnx: RuntimeError: "
                                             r"Failed to export a node '%1539'$"):
         v.reference_model(create_space("elasticvit"), create_space("elasticvit").min_subnet(), "onnx")
+
+
+@pytest.mark.slow
+def test_efficientformerv2_profiles_validates_and_predicts_on_this_host(tmp_path: Path, capsys):
+    """The second space through the same commands: profiler.run, predictor.validate (held-out figures) and
+    predictor.predict on the LUT validate wrote (its space read from the file)."""
+    from predictor.predict import main as predict_main
+
+    store = tmp_path / "m.sqlite"
+    assert run_main(["--serial", "local", "--space", "efficientformerv2", "--budget", "20", "--store", str(store),
+                     *FAST]) == 0
+    out, lut = tmp_path / "report.json", tmp_path / "lut.json"
+    assert validate_main(["--serial", "local", "--space", "efficientformerv2", "--store", str(store), "--fit", "0",
+                          "--n", "2", "--json", str(out), "--noise-networks", "1", "--noise-repeats", "2",
+                          "--lut-out", str(lut), *FAST]) == 0
+    report = json.loads(out.read_text())
+    assert report["space"] == "efficientformerv2" and report["n"] == 2 and report["fit"]["networks"] == 0
+    assert all(p["measured_ms"] > 0 and p["predicted_ms"] > 0 for p in report["pairs"])
+    space = create_space("efficientformerv2")
+    assert len(open_lut(lut, space).entries) == len(space.enumerate_blocks())
+    capsys.readouterr()
+    assert predict_main(["--lut", str(lut), "--subnet", "S0", "--subnet", "L"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["subnet"] for r in rows] == ["S0", "L"] and 0 < rows[0]["latency_ms"] < rows[1]["latency_ms"]

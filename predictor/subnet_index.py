@@ -1,9 +1,10 @@
 """Vectorised subnet -> block composition for fast network latency sums, for any search space.
 
 A stage's blocks depend only on the resolution, the previous stage's width and the stage's own choices
-(stage 0 also runs the stem block, the last stage the head block). So each distinct (stage, resolution,
-previous width, stage choice) gets an id once, with the LUT positions and counts of its blocks, and a
-batch of subnets becomes an (n, stages) matrix of ids: latency = sum over the row of per-id sums, all in
+(stage 0 also runs the stem block, the last stage the head block), and only its layer 0 sees the previous
+width. So each distinct (stage, resolution, previous width, stage choice) gets an entry id and each distinct
+(stage, resolution, stage choice) a body id once, with the LUT positions and counts of their blocks, and a
+batch of subnets becomes an (n, 2 x stages) matrix of ids: latency = sum over the row of per-id sums, all in
 numpy. Ids are made on first sight (a space such as EfficientFormerV2's, with one expansion per block,
 has too many stage choices to list up front). The blocks of an id come from the space's own hooks
 (`stem_block`, `layer_blocks`, `head_block`, the code `layers_of` uses), so there is no second definition
@@ -24,7 +25,7 @@ from nas.subnet import StageChoice, Subnet
 
 
 class SubnetIndexer:
-    """Encodes subnets of `space` into (n, stages) matrices of stage ids over `keys` (the LUT's key order)."""
+    """Encodes subnets of `space` into (n, 2 x stages) matrices of ids over `keys` (the LUT's key order)."""
 
     def __init__(self, space: SearchSpace, keys: Sequence[str]) -> None:
         self.space = space
@@ -33,13 +34,15 @@ class SubnetIndexer:
         self._pos = {k: i for i, k in enumerate(self.keys)}
         n_st = len(space.stages)
         self._res_index = {r: j for j, r in enumerate(space.resolutions)}
-        # Per stage: its choices seen so far (id -> StageChoice, choice_key -> id, id -> width) and the
-        # stage ids made so far, by (choice id, previous width, resolution index) packed in one int, sorted.
+        # Per stage: its choices seen so far (id -> StageChoice, choice_key -> id, id -> width); per stage entry
+        # and body: the ids made so far, by (choice id, previous width, resolution index) packed in one int
+        # (the body's without the width: only layer 0 sees it), sorted.
         self._choices: list[list[StageChoice]] = [[] for _ in range(n_st)]
         self._choice_ids: list[dict[tuple, int]] = [{} for _ in range(n_st)]
         self._widths = [np.zeros(0, dtype=np.int64) for _ in range(n_st)]
-        self._keys = [np.zeros(0, dtype=np.int64) for _ in range(n_st)]
-        self._key_ids = [np.zeros(0, dtype=np.int64) for _ in range(n_st)]
+        empty = np.zeros(0, dtype=np.int64)
+        self._keys = {(i, body): empty for i in range(n_st) for body in (False, True)}
+        self._key_ids = {(i, body): empty for i in range(n_st) for body in (False, True)}
         self.positions: list[np.ndarray] = []  # per id: distinct block positions (>= len(keys): missing)
         self.counts: list[np.ndarray] = []  # per id: how often each of them runs
         self._last = len(space.stages) - 1
@@ -61,21 +64,29 @@ class SubnetIndexer:
             self.missing_keys.append(key)
         return self._pos[key]
 
-    def _new_id(self, i: int, res: int, prev: int, st: StageChoice) -> int:
-        """The blocks stage i runs with choice `st` after a stage of width `prev` (0: none) at `res`."""
+    def _new_id(self, i: int, res: int, prev: int, st: StageChoice, body: bool) -> int:
+        """The blocks of stage i with choice `st` at `res`: its entry (the stem for stage 0, then layer 0, which
+        alone sees the previous stage's width `prev`) or its body (the later layers, and the head after the last
+        stage), with how often each runs."""
         sp, spec = self.space, self.space.stages[i]
-        blocks: list[BlockCfg] = [self._stem(res, st)] if i == 0 else []
-        hw, cin = self._hw_in[i][res], (prev or blocks[0].cout)  # type: ignore[attr-defined]
-        for layer in range(st.depth):
-            blocks += sp.layer_blocks(spec, st, layer, hw, cin)
-            if layer == 0:
-                hw = ceil_div(hw, spec.stride)
-            cin = st.width
-        if i == self._last:
-            blocks.append(sp.head_block(hw, st.width))
-        pos, cnt = np.unique([self._position(b.key) for b in blocks], return_counts=True)
-        self.positions.append(pos)
-        self.counts.append(cnt.astype(float))
+        hw = self._hw_in[i][res]
+        blocks: list[BlockCfg] = []
+        if not body:
+            if i == 0:
+                blocks.append(self._stem(res, st))
+            blocks += sp.layer_blocks(spec, st, 0, hw, prev or blocks[0].cout)  # type: ignore[attr-defined]
+        else:
+            hw = ceil_div(hw, spec.stride)
+            for layer in range(1, st.depth):
+                blocks += sp.layer_blocks(spec, st, layer, hw, st.width)
+            if i == self._last:
+                blocks.append(sp.head_block(hw, st.width))
+        count: dict[int, int] = {}
+        for b in blocks:
+            p = self._position(b.key)
+            count[p] = count.get(p, 0) + 1
+        self.positions.append(np.fromiter(count.keys(), dtype=np.int64, count=len(count)))
+        self.counts.append(np.fromiter(count.values(), dtype=float, count=len(count)))
         return len(self.positions) - 1
 
     def _choice_id(self, i: int, st: StageChoice, row: int) -> int:
@@ -86,7 +97,6 @@ class SubnetIndexer:
             raise InvalidSubnet(f"subnet {row}: {e}") from e
         self._choices[i].append(st)
         self._choice_ids[i][st.choice_key] = len(self._choices[i]) - 1
-        self._widths[i] = np.append(self._widths[i], st.width)
         return len(self._choices[i]) - 1
 
     def _choice_matrix(self, subnets: Sequence[Subnet]) -> np.ndarray:
@@ -105,17 +115,24 @@ class SubnetIndexer:
             sub = subnets[bad or 0]
             raise InvalidSubnet(f"subnet {bad}: not a subnet of space {name!r} ({sub.space!r}, resolution "
                                 f"{sub.resolution}, {len(sub.stages)} stages)")
-        for r, i in np.argwhere(codes[:, 1:] < 0):  # choices not seen before
-            st = subnets[r].stages[i]
-            got = self._choice_ids[i].get(st.choice_key)
-            codes[r, 1 + i] = got if got is not None else self._choice_id(int(i), st, int(r))
+        rows_new, stages_new = np.nonzero(codes[:, 1:] < 0)  # choices not seen before this call
+        if rows_new.size:
+            got = []
+            for r, i in zip(rows_new.tolist(), stages_new.tolist()):
+                st = subnets[r].stages[i]
+                c = dicts[i].get(st.choice_key)
+                got.append(c if c is not None else self._choice_id(i, st, r))
+            codes[rows_new, stages_new + 1] = got
+            for i in set(stages_new.tolist()):
+                self._widths[i] = np.array([st.width for st in self._choices[i]], dtype=np.int64)
         return codes
 
     def encode(self, subnets: Sequence[Subnet]) -> np.ndarray:
-        """(n, stages) stage ids. Raises InvalidSubnet naming the subnet and what is wrong with it."""
+        """(n, 2 x stages) ids: per stage its entry, then its body. Raises InvalidSubnet naming the subnet and
+        what is wrong with it."""
         ch = self._choice_matrix(subnets)
         res = ch[:, 0]
-        out = np.empty((len(subnets), len(self.space.stages)), dtype=np.int64)
+        out = np.empty((len(subnets), 2 * len(self.space.stages)), dtype=np.int64)
         prev_width = np.zeros(len(subnets), dtype=np.int64)
         for i in range(len(self.space.stages)):
             width = self._widths[i][ch[:, 1 + i]]
@@ -124,23 +141,25 @@ class SubnetIndexer:
                 r = int(low[0])
                 raise InvalidSubnet(f"subnet {r}: stage {self._names[i]} width {width[r]} < previous "
                                     f"{prev_width[r]}")
-            key = (ch[:, 1 + i] << 24) | (prev_width << 8) | res  # widths < 2**16, resolutions < 2**8 options
-            out[:, i] = self._stage_ids(i, key)
+            # one int per (choice, previous width, resolution index): widths < 2**16, resolutions < 2**8
+            out[:, 2 * i] = self._ids_of(i, False, (ch[:, 1 + i] << 24) | (prev_width << 8) | res)
+            out[:, 2 * i + 1] = self._ids_of(i, True, (ch[:, 1 + i] << 24) | res)
             prev_width = width
         return out
 
-    def _stage_ids(self, i: int, key: np.ndarray) -> np.ndarray:
-        known, ids = self._keys[i], self._key_ids[i]
+    def _ids_of(self, i: int, body: bool, key: np.ndarray) -> np.ndarray:
+        """The ids of packed keys of stage i's entry or body, made for the keys not seen before."""
+        known, ids = self._keys[(i, body)], self._key_ids[(i, body)]
         at = np.searchsorted(known, key).clip(max=max(len(known) - 1, 0))
         hit = known[at] == key if len(known) else np.zeros(len(key), dtype=bool)
         if not hit.all():
             new = np.unique(key[~hit])
             new_ids = [self._new_id(i, self.space.resolutions[k & 255], (k >> 8) & 0xFFFF,
-                                    self._choices[i][k >> 24]) for k in new.tolist()]
+                                    self._choices[i][k >> 24], body) for k in new.tolist()]
             order = np.argsort(np.concatenate([known, new]), kind="stable")
-            self._keys[i] = np.concatenate([known, new])[order]
-            self._key_ids[i] = np.concatenate([ids, np.array(new_ids, dtype=np.int64)])[order]
-            known, ids = self._keys[i], self._key_ids[i]
+            self._keys[(i, body)] = np.concatenate([known, new])[order]
+            self._key_ids[(i, body)] = np.concatenate([ids, np.array(new_ids, dtype=np.int64)])[order]
+            known, ids = self._keys[(i, body)], self._key_ids[(i, body)]
             at = np.searchsorted(known, key)
         return ids[at]
 

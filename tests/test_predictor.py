@@ -393,3 +393,30 @@ def test_predict_cli_prints_one_json_line_per_subnet(tmp_path, capsys, space):
     assert composed["latency_ms"] > plain[0]["latency_ms"]
     assert predict_main(["--lut", str(tmp_path / "lut.json"), "--subnet", "L9"]) == 2
     assert predict_main(["--lut", str(tmp_path / "nope.json"), "--subnet", "T1"]) == 2
+
+
+def test_block_features_and_models_are_per_family(tmp_path):
+    """EfficientFormerV2's blocks get their family's type columns and every config field they have; a model is
+    fitted within one family, saved with it, and refuses the other family's blocks in one line."""
+    from nas.costs import block_features
+    from nas.registry import create_space
+    from predictor.features import column_names, config_fields, family_of, feature_matrix
+
+    eff = create_space("efficientformerv2").enumerate_blocks()
+    assert family_of(eff) == "efficientformerv2"
+    x = feature_matrix(eff)
+    assert x.shape == (len(eff), len(column_names("efficientformerv2"))) and np.isfinite(x).all()
+    assert (x[:, :6].sum(1) == 1).all()  # one type column each
+    attn = next(b for b in eff if b.type == "effattn" and b.stride == 2)
+    assert config_fields(attn)["stride"] == 2 and config_fields(attn)["expand"] == attn.expand
+    rng = np.random.default_rng(0)
+    picks = [eff[i] for i in rng.choice(len(eff), 60, replace=False)]
+    y = [0.05 + block_features(b)["macs"] / 1e8 for b in picks]
+    model = LatencyPredictor(n_estimators=20, seed=0, n_jobs=1).fit(picks, y)
+    model.save(tmp_path / "m.json")
+    loaded = LatencyPredictor.load(tmp_path / "m.json")
+    np.testing.assert_allclose(loaded.predict(picks), model.predict(picks))
+    with pytest.raises(ValueError, match="fitted on efficientformerv2 blocks"):
+        loaded.predict(create_space("elasticvit").enumerate_blocks()[:3])
+    with pytest.raises(ValueError, match="families"):
+        feature_matrix([eff[0], create_space("elasticvit").enumerate_blocks()[0]])

@@ -5,8 +5,10 @@
 Per device and seed, `budget` blocks are measured (read from the full LUT) and the rest predicted.
 Ours = predictor.lutfill (adaptive sampler + analytical base + XGBoost). Baselines are fitted on
 the same budget twice: on the keys our sampler chose and on uniformly random keys (their native
-setting). Transfer: another phone's full LUT as prior + `transfer_budget` measurements, vs per-type
-rescaling. Metrics: entry level on the unmeasured reachable keys, subnet level on 2,000 random
+setting). Ours alone also at the smaller `--budgets`. Transfer: another phone's full LUT as prior +
+`--transfer-budgets` measurements, vs no prior and per-type rescaling; and this host's LUT (x86, filled
+from its measured blocks in `--host-store`) as a prior that does not fit a phone, alone and beside the
+other phone. Metrics: entry level on the unmeasured reachable keys, subnet level on 2,000 random
 subnets drawn with the seed. Writes the markdown table to benchmarks/results/lutfill.md.
 """
 from __future__ import annotations
@@ -28,7 +30,9 @@ from predictor.baselines import FlopsLinear, NnMeterRF, PlainXGB, TypeRescale  #
 from predictor.lut import fill_lut  # noqa: E402
 from predictor.lut_io import load_flat  # noqa: E402
 from predictor.lutfill import evaluate, fill  # noqa: E402
+from predictor.transfer import fit_prior_model  # noqa: E402
 from predictor.xgb import LatencyPredictor  # noqa: E402
+from profiler.store import Store  # noqa: E402
 
 TARGETS = {"entry_acc10": 0.90, "subnet_acc10": 0.995, "subnet_acc5": 0.95}
 TRANSFER_TARGET = {"subnet_acc5": 0.95}
@@ -84,6 +88,15 @@ def random_keys(blocks, n: int, seed: int) -> list[str]:
     return [blocks[i].key for i in rng.choice(len(blocks), n, replace=False)]
 
 
+def host_prior(store: str, space, blocks) -> dict[str, float]:
+    """This host's LUT (TFLite CPU, 1 thread): its measured blocks, the rest predicted from them."""
+    with Store(store, read_only=True) as st:
+        measured = st.latencies(st.devices()[0]["id"], backend="cpu", threads=1)
+    train = [b for b in blocks if b.key in measured]
+    model = LatencyPredictor(seed=0).fit(train, [measured[b.key] for b in train])
+    return fill_lut("host", "cpu", space, blocks, {b.key: measured[b.key] for b in train}, model).flat()
+
+
 def fmt_row(name: str, vals: list[dict[str, float]]) -> str:
     cells = []
     for col, _ in COLS:
@@ -93,13 +106,38 @@ def fmt_row(name: str, vals: list[dict[str, float]]) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def transfer_rows(space, blocks, luts, models, src: str, dst: str, budget: int, seeds) -> list[str]:
+    """`luts`/`models`: full LUTs and their analytical models by name ("host" when there is one)."""
+    rows: dict[str, list[dict[str, float]]] = {}
+    for seed in seeds:
+        cases = [(f"**ours** {src} → {dst}", [src]), (f"no prior, {dst}", [])]
+        if "host" in luts:
+            cases += [(f"ours, host (x86, mismatched) → {dst}", ["host"]),
+                      (f"ours, {src} + host → {dst}", [src, "host"])]
+        for name, names in cases:
+            res = fill(space, luts[dst], budget, seed, prior=[luts[n] for n in names] or None,
+                       prior_models=[models[n] for n in names] or None)
+            rows.setdefault(name, []).append(flat_scores(evaluate(space, res.lut, luts[dst], res.train_keys, seed)))
+            if name.startswith("**ours**"):
+                ours_keys = res.train_keys
+        rnd = random_keys(blocks, budget, seed)
+        for tag, keys in (("random keys", rnd), ("ours keys", ours_keys)):
+            rows.setdefault(f"per-type rescaling {src} → {dst}, {tag}", []).append(
+                score(space, blocks, luts[dst], TypeRescale(luts[src]), keys, seed))
+    return [fmt_row(n, v) for n, v in rows.items()]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lut-dir", default=None, help="a folder of <device>.json LUTs (default: the shipped ones)")
     ap.add_argument("--devices", nargs="+", default=["pixel4", "xiaomi11"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=300)
-    ap.add_argument("--transfer-budget", type=int, default=30)
+    ap.add_argument("--budgets", nargs="+", type=int, default=[30, 100],
+                    help="smaller budgets, ours alone (no prior)")
+    ap.add_argument("--transfer-budgets", nargs="+", type=int, default=[10, 30])
+    ap.add_argument("--host-store", default=str(ROOT / "measurements" / "host.sqlite"),
+                    help="this host's measurements: its LUT is the mismatched prior ('' to skip)")
     ap.add_argument("--space", default="elasticvit")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lutfill.md"))
     ap.add_argument("--no-ablation", dest="ablation", action="store_false",
@@ -116,14 +154,20 @@ def main() -> int:
              "Baselines marked *ours keys* are fitted on the blocks our sampler chose, *random keys* on a "
              "uniform random draw of the same size.", ""]
     t_start = time.perf_counter()
+    small: dict[str, list[dict[str, float]]] = {}
     for dev in args.devices:
         full = luts[dev]
         rows: dict[str, list[dict[str, float]]] = {}
         for seed in args.seeds:
             t0 = time.perf_counter()
             res = fill(space, full, args.budget, seed)
-            rows.setdefault("**ours** (sampler + analytical + XGBoost)", []).append(
-                flat_scores(evaluate(space, res.lut, full, res.train_keys, seed)))
+            ours = flat_scores(evaluate(space, res.lut, full, res.train_keys, seed))
+            rows.setdefault("**ours** (sampler + analytical + XGBoost)", []).append(ours)
+            small.setdefault(f"{dev}, budget {args.budget}", []).append(ours)
+            for b in args.budgets:
+                r = fill(space, full, b, seed)
+                small.setdefault(f"{dev}, budget {b}", []).append(
+                    flat_scores(evaluate(space, r.lut, full, r.train_keys, seed)))
             rnd = random_keys(blocks, args.budget, seed)
             rows.setdefault("ours, model only, random keys", []).append(
                 score(space, blocks, full, LatencyPredictor(seed=seed), rnd, seed))
@@ -134,8 +178,8 @@ def main() -> int:
                                     ("ablation: XGB ratio, one model per type, random keys", PerTypeXGB(seed))):
                     rows.setdefault(name, []).append(score(space, blocks, full, model, rnd, seed))
             for name, make in (("FLOPs-linear per type", FlopsLinear),
-                               ("nn-Meter RF per type", lambda s=seed: NnMeterRF(seed=s, n_jobs=2)),
-                               ("plain XGBoost on config", lambda s=seed: PlainXGB(seed=s, n_jobs=2))):
+                               ("nn-Meter RF per type", lambda s=seed: NnMeterRF(seed=s, n_jobs=1)),
+                               ("plain XGBoost on config", lambda s=seed: PlainXGB(seed=s, n_jobs=1))):
                 for tag, keys in (("random keys", rnd), ("ours keys", res.train_keys)):
                     rows.setdefault(f"{name}, {tag}", []).append(score(space, blocks, full, make(), keys, seed))
             print(f"{dev} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -144,25 +188,26 @@ def main() -> int:
         lines.append("| target | " + " | ".join(
             f"≥ {100 * TARGETS[c]:g}" if c in TARGETS else "" for c, _ in COLS) + " |")
         lines.append("")
+    lines += ["## Without a prior, ours at smaller budgets", "", header.replace("| method |", "| device, budget |")]
+    lines += [fmt_row(n, small[n]) for n in sorted(small, key=lambda n: (n.split(",")[0], int(n.split()[-1])))]
+    lines.append("| target (budget 30: entry ±10% ≥ 90, subnet ±5% ≥ 95) | " + " | ".join(
+        f"≥ {100 * TARGETS[c]:g}" if c in TARGETS else "" for c, _ in COLS) + " |")
+    lines.append("")
+    # Each prior's analytical model fitted once (seed 0) for all runs; the command line fits it per run.
+    priors = dict(luts)
+    if args.host_store:
+        priors["host"] = host_prior(args.host_store, space, blocks)
+    models = {n: fit_prior_model({b.key: lut[b.key] for b in blocks}, seed=0) for n, lut in priors.items()}
     if len(args.devices) >= 2:
-        lines += [f"## Transfer: prior = other phone's full LUT, {args.transfer_budget} measurements", "", header]
-        for src in args.devices:
-            for dst in args.devices:
-                if src == dst:
-                    continue
-                rows = {}
-                for seed in args.seeds:
-                    res = fill(space, luts[dst], args.transfer_budget, seed, prior=luts[src])
-                    rows.setdefault(f"**ours** {src} → {dst}", []).append(
-                        flat_scores(evaluate(space, res.lut, luts[dst], res.train_keys, seed)))
-                    rnd = random_keys(blocks, args.transfer_budget, seed)
-                    for tag, keys in (("random keys", rnd), ("ours keys", res.train_keys)):
-                        rows.setdefault(f"per-type rescaling {src} → {dst}, {tag}", []).append(
-                            score(space, blocks, luts[dst], TypeRescale(luts[src]), keys, seed))
-                lines += [fmt_row(n, v) for n, v in rows.items()]
-        lines.append("| target | " + " | ".join(
-            f"≥ {100 * TRANSFER_TARGET[c]:g}" if c in TRANSFER_TARGET else "" for c, _ in COLS) + " |")
-        lines.append("")
+        for tb in args.transfer_budgets:
+            lines += [f"## Transfer: prior = another device's full LUT, {tb} measurements", "", header]
+            for src in args.devices:
+                for dst in args.devices:
+                    if src != dst:
+                        lines += transfer_rows(space, blocks, priors, models, src, dst, tb, args.seeds)
+            lines.append("| target (10 measurements: ≥ 90) | " + " | ".join(
+                f"≥ {100 * TRANSFER_TARGET[c]:g}" if c in TRANSFER_TARGET else "" for c, _ in COLS) + " |")
+            lines.append("")
     lines.append(f"Total time {time.perf_counter() - t_start:.0f} s on this machine.")
     text = "\n".join(lines) + "\n"
     print(text)

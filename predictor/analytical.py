@@ -108,7 +108,8 @@ class AnalyticalModel:
 
     def __init__(self, simd_widths: Sequence[int] = SIMD_WIDTHS, threads: Sequence[int] = (1, 2, 4),
                  sharpness: float = 6.0, ridge: float = 1e-3, max_nfev: int = 2000,
-                 prior: "AnalyticalModel | None" = None) -> None:
+                 prior: "AnalyticalModel | None" = None, tied: Sequence[Sequence[str]] = (),
+                 tie_overheads: bool = False) -> None:
         self.simd_widths = tuple(simd_widths)
         self.threads = tuple(threads)
         self.sharpness = sharpness
@@ -117,6 +118,10 @@ class AnalyticalModel:
         # A model fitted on another device: start from its constants, regularise towards them and
         # keep its discrete choices, so a few measurements only move what differs (transfer).
         self.prior = prior
+        # Fewer free constants for few measurements: kinds in one group of `tied` share one peak (they
+        # move together from the start), `tie_overheads` gives all kinds one overhead.
+        self.tied = tuple(tuple(g) for g in tied)
+        self.tie_overheads = tie_overheads
 
     # ---- fitting ----------------------------------------------------------------------
     def _start(self, tab: OpTable, y: np.ndarray) -> np.ndarray:
@@ -132,19 +137,37 @@ class AnalyticalModel:
         theta[_P_INVOKE] = np.log(0.1 * np.min(y))
         return theta
 
-    def _fit_one(self, tab: OpTable, y: np.ndarray, theta0: np.ndarray, width: int, threads: int):
+    def _groups(self) -> np.ndarray:
+        """Free-parameter index of each entry of theta (tied entries share one)."""
+        group = np.arange(_N_PARAMS)
+        for kinds in self.tied:
+            idx = [_KIND_INDEX[k] for k in kinds]
+            group[idx] = idx[0]
+        if self.tie_overheads:
+            group[_P_OVH] = _NK
+        return np.unique(group, return_inverse=True)[1]
+
+    def _fit_one(self, tab: OpTable, y: np.ndarray, theta0: np.ndarray, width: int, threads: int,
+                 sw: np.ndarray):
         ly = np.log(y)
         reg = np.sqrt(self.ridge)
+        group = self._groups()
 
-        def resid(theta: np.ndarray) -> np.ndarray:
-            pred = _evaluate(theta, tab, width, threads, self.sharpness)
-            return np.concatenate([np.log(pred) - ly, reg * (theta - theta0)])
+        def resid(delta: np.ndarray) -> np.ndarray:
+            pred = _evaluate(theta0 + delta[group], tab, width, threads, self.sharpness)
+            return np.concatenate([sw * (np.log(pred) - ly), reg * delta])
 
-        res = least_squares(resid, theta0, method="trf", x_scale=1.0, max_nfev=self.max_nfev)
-        return res.x, float(np.mean(res.fun[: len(y)] ** 2))
+        res = least_squares(resid, np.zeros(group.max() + 1), method="trf", x_scale=1.0, max_nfev=self.max_nfev)
+        return theta0 + res.x[group], float(np.mean(res.fun[: len(y)] ** 2))
 
-    def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float]) -> "AnalyticalModel":
+    def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float],
+            sample_weight: Sequence[float] | None = None) -> "AnalyticalModel":
+        """`sample_weight`: relative weight of each block's squared log error (default equal)."""
         y = training_targets(cfgs, latency_ms)
+        sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if sw.shape != y.shape or not np.all(np.isfinite(sw) & (sw >= 0)) or sw.sum() <= 0:
+            raise ValueError(f"sample_weight must be {len(y)} non-negative numbers, not all 0")
+        sw = np.sqrt(sw / sw.mean())
         tab = op_table(cfgs)
         if self.prior is not None:
             self.prior._check_fitted()
@@ -155,7 +178,7 @@ class AnalyticalModel:
             grid = [(w, t) for w in self.simd_widths for t in self.threads]
         best: tuple[float, np.ndarray, int, int] | None = None
         for w, t in grid:
-            theta, loss = self._fit_one(tab, y, theta0, w, t)
+            theta, loss = self._fit_one(tab, y, theta0, w, t, sw)
             log.debug("analytical fit width=%d threads=%d log-mse=%.5f", w, t, loss)
             if best is None or loss < best[0]:
                 best = (loss, theta, w, t)

@@ -1,12 +1,13 @@
 """Fill a device's LUT from a small measurement budget, scored against a full LUT.
 
-    python -m predictor.lutfill --lut FULL.json --budget 300 --seed S [--prior OTHER.json] --out FILLED.json
+    python -m predictor.lutfill --lut FULL.json --budget 300 --seed S [--prior OTHER.json ...] --out FILLED.json
 
 FULL.json (flat key -> ms) plays the device: it is only read through the sampler's `measure`
 callback, at most `budget` times. Writes FILLED.json (every reachable block key of the space ->
 ms; measured keys exact), FILLED.train_keys.json (the measured keys, in order) and prints one JSON
 line of metrics: entry-level on the unmeasured reachable keys and subnet-level on 2,000 random
-subnets drawn with the seed.
+subnets drawn with the seed. `--prior` may be repeated: every prior is weighed by how well it explains
+the measured blocks and one that does not fit is dropped (`predictor.fewshot`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from nas.blocks import BlockCfg
 from nas.registry import create_space
 from nas.searchspace import SearchSpace
 from predictor import metrics
+from predictor.analytical import AnalyticalModel
+from predictor.fewshot import as_list
 from predictor.lut import Lut, fill_lut
 from predictor.lut_io import LutFormatError, export_nnmeter, open_lut, save_lut
 from predictor.sampler import choose
@@ -60,8 +63,10 @@ def subnet_weights(space: SearchSpace, blocks: list[BlockCfg], rng: random.Rando
 
 
 def fill(space: SearchSpace, full: Mapping[str, float], budget: int, seed: int,
-         prior: Mapping[str, float] | None = None, device: str = "device", backend: str = "unknown") -> FillResult:
-    """Measure `budget` blocks of `full` through the sampler, predict the rest."""
+         prior: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None, device: str = "device",
+         backend: str = "unknown", prior_models: Sequence[AnalyticalModel] | None = None) -> FillResult:
+    """Measure `budget` blocks of `full` through the sampler, predict the rest (`prior`: one LUT or a list;
+    `prior_models`: their analytical models if already fitted, in the same order, else fitted here)."""
     blocks = space.enumerate_blocks()
     missing = [b.key for b in blocks if b.key not in full]
     if missing:
@@ -78,20 +83,22 @@ def fill(space: SearchSpace, full: Mapping[str, float], budget: int, seed: int,
     seq = np.random.SeedSequence(seed)
     s_sampler, s_weights, s_model = seq.spawn(3)
     weights = subnet_weights(space, blocks, random.Random(int(s_weights.generate_state(1)[0])))
-    if prior is not None:
-        # The prior matters where we predict: keep its entries for this space's blocks.
-        prior = {b.key: float(prior[b.key]) for b in blocks if b.key in prior} or None
-    prior_model = None
-    if prior is not None:
-        prior_model = fit_prior_model(prior, seed=int(s_model.generate_state(1)[0]))
+    # A prior matters where we predict: keep its entries for this space's blocks.
+    priors = [q for q in ({b.key: float(p[b.key]) for b in blocks if b.key in p} for p in as_list(prior)) if q]
+    model_seed = int(s_model.generate_state(1)[0])
+    if prior_models is None:
+        prior_models = [fit_prior_model(p, seed=model_seed) for p in priors]
+    elif len(prior_models) != len(priors):
+        raise ValueError(f"{len(prior_models)} prior models for {len(priors)} priors with keys of this space")
     t0 = time.perf_counter()
-    measured = choose(blocks, budget, measure, np.random.default_rng(s_sampler), prior, weights=weights,
-                      prior_model=prior_model)
+    measured = choose(blocks, budget, measure, np.random.default_rng(s_sampler), priors or None, weights=weights,
+                      prior_model=prior_models or None)
     log.info("sampled %d blocks in %.1f s", len(measured), time.perf_counter() - t0)
     train = [b for b in blocks if b.key in measured]
-    model = LatencyPredictor(prior=prior, prior_model=prior_model, seed=seed)
+    model = LatencyPredictor(prior=priors or None, prior_model=prior_models or None, seed=seed, block_weights=weights)
     model.fit(train, [measured[b.key] for b in train])
-    meta = {"budget": budget, "seed": seed, "prior": prior is not None, "n_measured": len(measured)}
+    meta = {"budget": budget, "seed": seed, "prior": bool(priors), "n_priors": len(priors),
+            "n_measured": len(measured)}
     lut = fill_lut(device, backend, space, blocks, measured, model, meta)
     return FillResult(lut, list(measured), model)
 
@@ -122,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(pixel4, xiaomi11)")
     ap.add_argument("--budget", type=int, required=True, help="number of blocks that may be measured")
     ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--prior", help="another device's full LUT (file or shipped name), known in advance")
+    ap.add_argument("--prior", action="append", help="another device's full LUT (file or shipped name), known "
+                    "in advance; repeat for several")
     ap.add_argument("--out", required=True, help="filled LUT, flat JSON key -> ms")
     ap.add_argument("--space", default="elasticvit")
     ap.add_argument("--save-lut", help="also write the LUT with per-entry source (measured/predicted)")
@@ -136,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             raise LutFillError(f"--budget must be >= 0, got {args.budget}")
         space = create_space(args.space)
         device, full = _read_flat(args.lut, space.name)
-        prior = _read_flat(args.prior, space.name)[1] if args.prior else None
+        prior = [_read_flat(p, space.name)[1] for p in args.prior or []] or None
         res = fill(space, full, args.budget, args.seed, prior, device=device)
         out = Path(args.out)
         export_nnmeter(res.lut, out)
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LutFillError, LutFormatError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({"budget": args.budget, "seed": args.seed, "prior": args.prior is not None,
+    print(json.dumps({"budget": args.budget, "seed": args.seed, "prior": bool(args.prior),
                       "n_measured": len(res.train_keys), "n_keys": len(res.lut.entries), **report}))
     return 0
 

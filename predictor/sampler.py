@@ -20,12 +20,14 @@ import numpy as np
 from nas.blocks import BlockCfg
 from nas.costs import block_features
 from predictor.features import CONFIG_NAMES, TAIL_NAMES, check_latencies_ms, tail_matrix
+from predictor.fewshot import as_list
 from predictor.transfer import fit_prior_model
 from predictor.xgb import LatencyPredictor
 
 log = logging.getLogger(__name__)
 
 Measure = Callable[[list[BlockCfg]], list[float]]
+Priors = Mapping[str, float] | Sequence[Mapping[str, float]] | None
 _SPACE_COLUMNS = [TAIL_NAMES.index(n) for n in (*CONFIG_NAMES, "log_macs", "log_total_bytes")]
 
 
@@ -38,19 +40,11 @@ class SamplerConfig:
     importance_power: float = 0.5  # 0: uncertainty alone; 1: uncertainty x share of subnet latency
 
 
-def _proxy_latency(cfgs: Sequence[BlockCfg], prior: Mapping[str, float] | None) -> np.ndarray:
-    """Device-free stand-in for latency before anything is measured: the prior's value when known,
-    else MACs plus bytes moved (both scale time on any CPU; their relative weight matters little here)."""
+def _proxy_latency(cfgs: Sequence[BlockCfg]) -> np.ndarray:
+    """Device-free stand-in for latency before anything is measured: MACs plus bytes moved (both scale
+    time on any CPU; their relative weight matters little here)."""
     feats = [block_features(c) for c in cfgs]
-    proxy = np.array([f["macs"] + f["total_bytes"] for f in feats], dtype=float)
-    if prior is not None:
-        known = np.array([c.key in prior for c in cfgs])
-        if known.any():
-            vals = np.array([prior.get(c.key, np.nan) for c in cfgs], dtype=float)
-            # Put the proxy on the prior's scale for blocks the prior lacks.
-            scale = np.nanmedian(vals[known] / proxy[known])
-            proxy = np.where(known, vals, proxy * scale)
-    return proxy
+    return np.array([f["macs"] + f["total_bytes"] for f in feats], dtype=float)
 
 
 def _allocate(types: np.ndarray, importance: np.ndarray, n: int, floor: int) -> dict[str, int]:
@@ -58,13 +52,14 @@ def _allocate(types: np.ndarray, importance: np.ndarray, n: int, floor: int) -> 
     names, counts = np.unique(types, return_counts=True)
     imp = np.array([importance[types == t].sum() for t in names])
     score = np.sqrt(counts / counts.sum() * imp / imp.sum())
-    alloc = {t: min(int(c), floor) for t, c in zip(names, counts)}
-    left = n - sum(alloc.values())
-    if left < 0:  # budget smaller than the floors: most important types first
+    if n < len(names):  # fewer picks than types: the most important types get one
         alloc = dict.fromkeys(names, 0)
         for i in np.argsort(-imp)[:n]:
             alloc[names[i]] = 1
-        return alloc
+        return {str(k): int(v) for k, v in alloc.items()}
+    floor = min(floor, n // len(names))  # budget below the floors: lower them, spend all of it
+    alloc = {t: min(int(c), floor) for t, c in zip(names, counts)}
+    left = n - sum(alloc.values())
     room = np.array([counts[i] - alloc[t] for i, t in enumerate(names)], dtype=float)
     # Largest-remainder apportionment of what is left, respecting each type's size.
     while left > 0 and room.sum() > 0:
@@ -95,12 +90,10 @@ def _maximin(points: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
     return chosen
 
 
-def _coverage(cfgs: list[BlockCfg], n: int, importance: np.ndarray, prior: Mapping[str, float] | None,
-              rng: np.random.Generator, floor: int) -> list[int]:
+def _coverage(cfgs: list[BlockCfg], n: int, importance: np.ndarray, rng: np.random.Generator,
+              floor: int) -> list[int]:
     types = np.array([c.type for c in cfgs])
     space = tail_matrix(cfgs)[:, _SPACE_COLUMNS]
-    if prior is not None:
-        space = np.column_stack([space, np.log(_proxy_latency(cfgs, prior))])
     picks: list[int] = []
     for t, k in sorted(_allocate(types, importance, n, floor).items()):
         idx = np.flatnonzero(types == t)
@@ -109,7 +102,7 @@ def _coverage(cfgs: list[BlockCfg], n: int, importance: np.ndarray, prior: Mappi
 
 
 def _ensemble_spread(cfgs: list[BlockCfg], measured: dict[str, float], todo: list[int],
-                     prior: Mapping[str, float] | None, prior_model, cfg: SamplerConfig,
+                     prior: Priors, prior_model, cfg: SamplerConfig,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Mean prediction and spread (std of log predictions) of a bootstrap ensemble on `todo`."""
     train = [c for c in cfgs if c.key in measured]
@@ -128,13 +121,13 @@ def _ensemble_spread(cfgs: list[BlockCfg], measured: dict[str, float], todo: lis
 
 
 def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: np.random.Generator,
-           prior: Mapping[str, float] | None = None, *, weights: Mapping[str, float] | None = None,
+           prior: Priors = None, *, weights: Mapping[str, float] | None = None,
            config: SamplerConfig = SamplerConfig(), prior_model=None) -> dict[str, float]:
     """Measure at most `budget` of `candidates` (exactly min(budget, #distinct candidates)).
 
     `weights`: key -> how often the block occurs in subnets (default 1 each); `prior`: another
-    device's LUT (key -> ms) used for coverage features and as the predictor's base;
-    `prior_model`: the prior's fitted `AnalyticalModel` if the caller has one (else fitted here).
+    device's LUT (key -> ms), or a list of them, the base of the predictors of the uncertainty rounds;
+    `prior_model`: the priors' fitted `AnalyticalModel`s (one or a list) if the caller has them.
     Returns {key: measured ms} in measurement order.
     """
     uniq: dict[str, BlockCfg] = {}
@@ -169,18 +162,22 @@ def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: n
         measured.update(zip(keys, map(float, ms)))
 
     w = np.array([1.0 if weights is None else float(weights.get(c.key, 0.0)) for c in cfgs])
-    importance = w * _proxy_latency(cfgs, prior)
+    # Coverage ignores the priors: a prior that does not fit the target would bend the design, and the
+    # fit then falls back to the prior-free model (predictor.fewshot), which should get the same picks
+    # it gets without a prior; a prior that fits transfers as well from these picks (Xiaomi 11 ->
+    # Pixel 4, 10 and 30 measurements).
+    importance = w * _proxy_latency(cfgs)
     n_cov = min(budget, max(math.ceil(config.coverage_share * budget), 1))
     if config.rounds == 0 or n_cov < LatencyPredictor().min_samples_xgb:
         # Below the tree threshold the predictor is a few-parameter regression: its bootstrap spread
         # mostly flags high-leverage extremes, and chasing them biases the fit; space-filling is
         # already a good design for such a model, so spend the whole budget on coverage.
         n_cov = budget
-    do_measure(_coverage(cfgs, n_cov, importance, prior, rng, config.min_per_type))
+    do_measure(_coverage(cfgs, n_cov, importance, rng, config.min_per_type))
     log.info("coverage: %d measured", len(measured))
 
-    if prior is not None and prior_model is None and config.rounds > 0:
-        prior_model = fit_prior_model(prior, seed=int(rng.integers(2**31)))
+    if as_list(prior) and not as_list(prior_model) and config.rounds > 0:
+        prior_model = [fit_prior_model(p, seed=int(rng.integers(2**31))) for p in as_list(prior)]
     for r in range(config.rounds):
         left = budget - spent()
         if left <= 0:
@@ -197,5 +194,5 @@ def choose(candidates: Sequence[BlockCfg], budget: int, measure: Measure, rng: n
     if spent() < budget:  # rounds=0 or rounding: fill with coverage of the rest
         todo = [i for i, c in enumerate(cfgs) if c.key not in measured and c.key not in failed]
         sub = [cfgs[i] for i in todo]
-        do_measure([todo[i] for i in _coverage(sub, budget - spent(), importance[todo], prior, rng, 0)])
+        do_measure([todo[i] for i in _coverage(sub, budget - spent(), importance[todo], rng, 0)])
     return measured

@@ -11,7 +11,7 @@ has too many stage choices to list up front). The blocks of an id come from the 
 of composition here.
 
 A block the LUT lacks gets a position past the end of the keys (`len(keys) + j`, the key kept in
-`missing_keys[j]`), so `missing` can name it.
+`missing_keys[j]`), so `missing_of` can name it.
 """
 from __future__ import annotations
 

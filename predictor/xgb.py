@@ -20,15 +20,18 @@ import xgboost as xgb
 from nas.blocks import BlockCfg
 from predictor.analytical import AnalyticalModel, NotFittedError
 from predictor.features import column_names, family_of, feature_matrix, training_targets
+from predictor.fewshot import FewShotBlend, as_list, fit_free
 from predictor.transfer import PriorTransfer
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "mobilevit-nas/latency-predictor"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: base kind "blend" (several priors); version 1 files still load
+READ_VERSIONS = (1, 2)
 TARGETS = ("ratio", "log")
 
-Base = AnalyticalModel | PriorTransfer
+Base = AnalyticalModel | PriorTransfer | FewShotBlend
+_BASE_KINDS = {"analytical": AnalyticalModel, "transfer": PriorTransfer, "blend": FewShotBlend}
 
 
 class PredictorFormatError(ValueError):
@@ -42,9 +45,11 @@ def library_versions() -> dict[str, str]:
 class LatencyPredictor:
     """sklearn-style block latency predictor: `fit(cfgs, latency_ms)`, `predict(cfgs)`, `save`/`load`.
 
-    `prior`: another device's LUT (key -> ms); when given, the base is `PriorTransfer` and the
-    prior's latency is a feature. `bootstrap`: fit on a resample of the data (base included unless
-    a fitted `base` is passed to fit): members of an ensemble whose spread measures uncertainty. Below
+    `prior`: another device's LUT (key -> ms), or a list of them; when given, the base is `FewShotBlend`
+    (each prior's `PriorTransfer`, kept only where the measurements say it fits) and the kept priors'
+    latency is a feature. `prior_model`: their fitted analytical models (one, or a list), if known.
+    `bootstrap`: fit on a resample of the data (base included unless a fitted `base` is passed to fit):
+    members of an ensemble whose spread measures uncertainty. Below
     `min_samples_xgb` measurements the trees are skipped and the base alone predicts (a few points cannot
     train trees without adding noise).
     Fitted attributes: `base_`, `booster_` (None when skipped), `n_samples_`.
@@ -52,9 +57,12 @@ class LatencyPredictor:
 
     def __init__(self, n_estimators: int = 500, learning_rate: float = 0.05, max_depth: int = 4,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 1.0,
-                 reg_lambda: float = 1.0, target: str = "ratio", prior: Mapping[str, float] | None = None,
-                 prior_model: AnalyticalModel | None = None, min_samples_xgb: int = 60,
-                 bootstrap: bool = False, seed: int = 0, n_jobs: int = 1) -> None:
+                 reg_lambda: float = 1.0, target: str = "ratio",
+                 prior: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
+                 prior_model: AnalyticalModel | Sequence[AnalyticalModel | None] | None = None,
+                 min_samples_xgb: int = 60,
+                 bootstrap: bool = False, seed: int = 0, n_jobs: int = 1,
+                 block_weights: Mapping[str, float] | None = None) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -64,11 +72,12 @@ class LatencyPredictor:
         self.reg_lambda = reg_lambda
         self.target = target
         self.prior = prior
-        self.prior_model = prior_model  # analytical model already fitted on the prior (saves refits)
+        self.prior_model = prior_model  # analytical model(s) already fitted on the prior(s) (saves refits)
         self.min_samples_xgb = min_samples_xgb
         self.bootstrap = bootstrap  # resample the training set (ensemble members for uncertainty)
         self.seed = seed
         self.n_jobs = n_jobs
+        self.block_weights = block_weights  # key -> frequency in subnets: how the priors' fit is weighed
 
     def _hyper(self) -> dict:
         return {k: getattr(self, k) for k in ("n_estimators", "learning_rate", "max_depth", "subsample",
@@ -77,23 +86,30 @@ class LatencyPredictor:
 
     # ---- fitting ------------------------------------------------------------------------
     def make_base(self) -> Base:
-        return PriorTransfer(self.prior, seed=self.seed) if self.prior is not None else AnalyticalModel()
+        priors = as_list(self.prior)
+        if not priors:
+            return AnalyticalModel()
+        models = as_list(self.prior_model) or None
+        return FewShotBlend(priors, models, weights=self.block_weights, seed=self.seed)
 
     def fit_base(self, cfgs: Sequence[BlockCfg], y: np.ndarray) -> Base:
         base = self.make_base()
-        if isinstance(base, PriorTransfer):
-            return base.fit(cfgs, y, prior_model=self.prior_model)
+        if isinstance(base, AnalyticalModel) and len(y) < self.min_samples_xgb and self.block_weights is not None:
+            return fit_free(cfgs, y, self.block_weights)  # the base is the prediction: fit it for subnet sums
         return base.fit(cfgs, y)
+
+    def _has_prior_column(self) -> bool:
+        return isinstance(getattr(self, "base_", None), (PriorTransfer, FewShotBlend))
 
     def _features(self, cfgs: Sequence[BlockCfg], log_base: np.ndarray) -> np.ndarray:
         cols = [feature_matrix(cfgs), log_base[:, None]]
-        if isinstance(self.base_, PriorTransfer):
+        if self._has_prior_column():
             cols.append(self.base_.log_prior(cfgs)[:, None])  # NaN = missing, handled by XGBoost
         return np.hstack(cols)
 
     def feature_names(self) -> list[str]:
         names = [*column_names(getattr(self, "family_", "elasticvit")), "log_base_ms"]
-        if isinstance(getattr(self, "base_", None), PriorTransfer):
+        if self._has_prior_column():
             names.append("log_prior_ms")
         return names
 
@@ -151,7 +167,7 @@ class LatencyPredictor:
     def save(self, path: str | Path) -> None:
         """JSON: format version, library versions, hyper-parameters, base model state, booster."""
         self._check_fitted()
-        kind = "transfer" if isinstance(self.base_, PriorTransfer) else "analytical"
+        kind = next(k for k, c in _BASE_KINDS.items() if isinstance(self.base_, c))
         doc = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -173,18 +189,19 @@ class LatencyPredictor:
             raise PredictorFormatError(f"{path}: not a JSON predictor file ({e})") from e
         if doc.get("format") != FORMAT_NAME:
             raise PredictorFormatError(f"{path}: format {doc.get('format')!r} is not {FORMAT_NAME!r}")
-        if doc.get("format_version") != FORMAT_VERSION:
+        if doc.get("format_version") not in READ_VERSIONS:
             raise PredictorFormatError(
                 f"{path}: predictor format version {doc.get('format_version')} cannot be read by this code "
-                f"(reads version {FORMAT_VERSION}); refit it from the measurements")
+                f"(reads versions {list(READ_VERSIONS)}); refit it from the measurements")
         saved, now = doc.get("versions", {}), library_versions()
         if saved != now:
             log.warning("%s was saved with %s, running with %s", path, saved, now)
         base_doc = doc["base"]
         m = cls(**{k: v for k, v in doc["hyperparameters"].items()},
                 prior=base_doc["state"]["prior"] if base_doc["kind"] == "transfer" else None)
-        m.base_ = (PriorTransfer.from_state(base_doc["state"]) if base_doc["kind"] == "transfer"
-                   else AnalyticalModel.from_state(base_doc["state"]))
+        if base_doc["kind"] not in _BASE_KINDS:
+            raise PredictorFormatError(f"{path}: base model kind {base_doc['kind']!r} is unknown to this code")
+        m.base_ = _BASE_KINDS[base_doc["kind"]].from_state(base_doc["state"])
         m.n_samples_ = int(doc["n_samples"])
         m.family_ = str(doc.get("family", "elasticvit"))  # files saved before a second family are ElasticViT's
         m.booster_ = None

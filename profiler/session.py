@@ -178,6 +178,7 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
     if job.settings.export_workers > 1 and len(items) > 1 and not prefetched:
         prefetch(items, convert, key_of, job.settings.export_workers, desc=f"{summary.serial} export {kind}s")
     out: dict[str, float] = {}
+    spent = {"convert": 0.0, "measure": 0.0}  # shown on the bar: which phase the time goes to
     for item in items:
         if stop is not None and stop.is_set():
             raise RunStopped("interrupted")
@@ -189,7 +190,10 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
         started = time.time()
         try:
             model, export_s = timed(partial(convert, item))
+            spent["convert"] += export_s
+            t_measure = time.perf_counter()
             res = sess.measure(model, export_s)
+            spent["measure"] += time.perf_counter() - t_measure
         except StoreError:
             raise
         except (DeviceDisconnected, DeviceOffline) as e:
@@ -203,6 +207,7 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
             sess.store_result(kind, key, res, started, extra_of(item) if extra_of else None, replace)
             summary.measured += 1
             out[key] = res.stats["median_ms"]
+        bar.set_postfix_str(f"convert {spent['convert']:.0f} s, measure {spent['measure']:.0f} s", refresh=False)
         bar.update(1)
     return out
 

@@ -152,7 +152,11 @@ def main() -> int:
              "Mean over seeds, percent; subnet ±5% also shows the worst seed in brackets. Entry level: the "
              "unmeasured reachable keys; subnet level: 2,000 random subnets per seed (measured entries exact).",
              "Baselines marked *ours keys* are fitted on the blocks our sampler chose, *random keys* on a "
-             "uniform random draw of the same size.", ""]
+             "uniform random draw of the same size.",
+             "Few-shot choices (predictor/fewshot.py: misfit test, rival ratio, importance power; transfer ridge; "
+             "allocation below the per-type floors) were made on Xiaomi 11 → Pixel 4 and Pixel 4 without a prior "
+             "(seeds 0-7) and on this host's measured blocks; Pixel 4 → Xiaomi 11 and Xiaomi 11 without a prior "
+             "are held out.", ""]
     t_start = time.perf_counter()
     small: dict[str, list[dict[str, float]]] = {}
     for dev in args.devices:

@@ -108,8 +108,7 @@ class AnalyticalModel:
 
     def __init__(self, simd_widths: Sequence[int] = SIMD_WIDTHS, threads: Sequence[int] = (1, 2, 4),
                  sharpness: float = 6.0, ridge: float = 1e-3, max_nfev: int = 2000,
-                 prior: "AnalyticalModel | None" = None, tied: Sequence[Sequence[str]] = (),
-                 tie_overheads: bool = False) -> None:
+                 prior: "AnalyticalModel | None" = None) -> None:
         self.simd_widths = tuple(simd_widths)
         self.threads = tuple(threads)
         self.sharpness = sharpness
@@ -118,10 +117,6 @@ class AnalyticalModel:
         # A model fitted on another device: start from its constants, regularise towards them and
         # keep its discrete choices, so a few measurements only move what differs (transfer).
         self.prior = prior
-        # Fewer free constants for few measurements: kinds in one group of `tied` share one peak (they
-        # move together from the start), `tie_overheads` gives all kinds one overhead.
-        self.tied = tuple(tuple(g) for g in tied)
-        self.tie_overheads = tie_overheads
 
     # ---- fitting ----------------------------------------------------------------------
     def _start(self, tab: OpTable, y: np.ndarray) -> np.ndarray:
@@ -137,28 +132,17 @@ class AnalyticalModel:
         theta[_P_INVOKE] = np.log(0.1 * np.min(y))
         return theta
 
-    def _groups(self) -> np.ndarray:
-        """Free-parameter index of each entry of theta (tied entries share one)."""
-        group = np.arange(_N_PARAMS)
-        for kinds in self.tied:
-            idx = [_KIND_INDEX[k] for k in kinds]
-            group[idx] = idx[0]
-        if self.tie_overheads:
-            group[_P_OVH] = _NK
-        return np.unique(group, return_inverse=True)[1]
-
     def _fit_one(self, tab: OpTable, y: np.ndarray, theta0: np.ndarray, width: int, threads: int,
                  sw: np.ndarray):
         ly = np.log(y)
         reg = np.sqrt(self.ridge)
-        group = self._groups()
 
-        def resid(delta: np.ndarray) -> np.ndarray:
-            pred = _evaluate(theta0 + delta[group], tab, width, threads, self.sharpness)
-            return np.concatenate([sw * (np.log(pred) - ly), reg * delta])
+        def resid(theta: np.ndarray) -> np.ndarray:
+            pred = _evaluate(theta, tab, width, threads, self.sharpness)
+            return np.concatenate([sw * (np.log(pred) - ly), reg * (theta - theta0)])
 
-        res = least_squares(resid, np.zeros(group.max() + 1), method="trf", x_scale=1.0, max_nfev=self.max_nfev)
-        return theta0 + res.x[group], float(np.mean(res.fun[: len(y)] ** 2))
+        res = least_squares(resid, theta0, method="trf", x_scale=1.0, max_nfev=self.max_nfev)
+        return res.x, float(np.mean(res.fun[: len(y)] ** 2))
 
     def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float],
             sample_weight: Sequence[float] | None = None) -> "AnalyticalModel":

@@ -2,7 +2,8 @@
 
 1. Coverage: a share of the budget is spread over block types (by how many blocks a type has and
    how much of a subnet's latency it carries), and within a type picked space-filling (greedy
-   maximin over the standardised config/cost features), so every corner of each type is seen.
+   maximin over the standardised config/cost features), so every corner of each type is seen. It is
+   device-free: the same picks with or without a prior (a prior that misfits must not bend them).
 2. Rounds: fit an ensemble of bootstrapped predictors on what is measured, measure the blocks
    where the members disagree most (weighted by the block's share of subnet latency), refit.
    Only when coverage alone reaches the predictor's tree threshold (small budgets: coverage only).

@@ -1,0 +1,161 @@
+"""Transfer from prior LUTs with few target measurements, on real data: the shipped phone LUTs and this
+host's measured blocks (an x86 CPU, a device no phone prior fits).
+
+Properties, not accuracy figures (those are benchmarks/bench_lutfill.py's): a prior that fits is kept
+and helps, one that does not is dropped so the fill equals the prior-free one, several priors combine,
+the blend saves and loads, and the command line still takes a single `--prior`.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from predictor import metrics
+from predictor.analytical import AnalyticalModel
+from predictor.fewshot import FewShotBlend, fit_free, misfit
+from predictor.lut_io import load_flat
+from predictor.lutfill import main as lutfill_main
+from predictor.lutfill import subnet_weights
+from predictor.sampler import choose
+from predictor.transfer import fit_prior_model
+from predictor.xgb import LatencyPredictor, PredictorFormatError
+from profiler.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET = 30
+
+
+@pytest.fixture(scope="module")
+def blocks(space):
+    return space.enumerate_blocks()
+
+
+@pytest.fixture(scope="module")
+def phones(space) -> dict[str, dict[str, float]]:
+    return {name: load_flat(name, space) for name in ("pixel4", "xiaomi11")}
+
+
+@pytest.fixture(scope="module")
+def host(blocks) -> dict[str, float]:
+    """This host's measured blocks (TFLite CPU, 1 thread): a partial LUT of a very different device."""
+    with Store(ROOT / "measurements" / "host.sqlite", read_only=True) as st:
+        measured = st.latencies(st.devices()[0]["id"], backend="cpu", threads=1)
+    reachable = {b.key for b in blocks}
+    return {k: v for k, v in measured.items() if k in reachable}
+
+
+@pytest.fixture(scope="module")
+def prior_models(phones) -> dict[str, AnalyticalModel]:
+    # A small subsample keeps the fixture fast; the fill uses 800 entries.
+    return {name: fit_prior_model(lut, max_entries=200, seed=0) for name, lut in phones.items()}
+
+
+@pytest.fixture(scope="module")
+def weights(space, blocks) -> dict[str, float]:
+    """How often each block occurs in subnets (what lutfill weighs errors by)."""
+    return subnet_weights(space, blocks, random.Random(0), n=1000)
+
+
+def _measure_from(lut, blocks, prior, weights, seed: int = 0):
+    """(cfgs, ms) of BUDGET blocks the sampler picks among the keys `lut` has."""
+    cands = [b for b in blocks if b.key in lut]
+    got = choose(cands, BUDGET, lambda batch: [lut[b.key] for b in batch], np.random.default_rng(seed), prior,
+                 weights=weights)
+    cfgs = [b for b in cands if b.key in got]
+    return cfgs, np.array([got[b.key] for b in cfgs])
+
+
+def test_misfit_is_small_between_phones_and_large_from_a_phone_to_the_host(blocks, phones, host, prior_models,
+                                                                          weights):
+    cfgs, y = _measure_from(phones["pixel4"], blocks, phones["xiaomi11"], weights)
+    phone_to_phone = misfit(cfgs, y, phones["xiaomi11"], prior_models["xiaomi11"], weights)
+    cfgs, y = _measure_from(host, blocks, phones["xiaomi11"], weights)
+    phone_to_host = misfit(cfgs, y, phones["xiaomi11"], prior_models["xiaomi11"], weights)
+    assert phone_to_phone < 0.1 < 0.15 < phone_to_host
+
+
+@pytest.mark.slow
+def test_a_fitting_prior_is_kept_and_beats_no_prior(blocks, phones, prior_models, weights):
+    target = phones["pixel4"]
+    cfgs, y = _measure_from(target, blocks, phones["xiaomi11"], weights)
+    rest = [b for b in blocks if b.key not in {c.key for c in cfgs}]
+    truth = np.array([target[b.key] for b in rest])
+    blend = FewShotBlend([phones["xiaomi11"]], [prior_models["xiaomi11"]], everything=blocks, weights=weights)
+    blend.fit(cfgs, y)
+    assert blend.names_ == ["prior0"]
+    free = fit_free(cfgs, y, weights)
+    assert metrics.mape(blend.predict(rest), truth) < metrics.mape(free.predict(rest), truth)
+
+
+@pytest.mark.slow
+def test_a_prior_that_does_not_fit_is_dropped_and_changes_nothing(blocks, phones, host, prior_models, weights):
+    """Target: the host's measured blocks; priors: the phones. Scored on the host's other measured blocks."""
+    cfgs, y = _measure_from(host, blocks, phones["pixel4"], weights)
+    priors = [phones["pixel4"], phones["xiaomi11"]]
+    blend = FewShotBlend(priors, [prior_models["pixel4"], prior_models["xiaomi11"]], everything=blocks,
+                         weights=weights).fit(cfgs, y)
+    assert blend.names_ == ["analytical"]
+    assert min(blend.misfit_) > max(blend.free_error_)
+    rest = [b for b in blocks if b.key in host and b.key not in {c.key for c in cfgs}]
+    np.testing.assert_allclose(blend.predict(rest), fit_free(cfgs, y, weights).predict(rest), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_several_priors_keep_the_fitting_one(tmp_path, blocks, phones, prior_models, weights):
+    """The other phone plus a prior made to misfit (the target's own LUT with 40% noise per key)."""
+    target = phones["pixel4"]
+    noisy = {k: v * float(np.exp(z)) for (k, v), z in
+             zip(target.items(), np.random.default_rng(1).normal(0.0, 0.4, len(target)))}
+    cfgs, y = _measure_from(target, blocks, [phones["xiaomi11"], noisy], weights)
+    model = LatencyPredictor(prior=[phones["xiaomi11"], noisy], prior_model=[prior_models["xiaomi11"], None],
+                             block_weights=weights)
+    model.fit(cfgs, y)
+    assert model.base_.names_ == ["prior0"]
+    path = tmp_path / "model.json"
+    model.save(path)
+    back = LatencyPredictor.load(path)
+    np.testing.assert_allclose(back.predict(blocks[:50]), model.predict(blocks[:50]), rtol=1e-9)
+
+
+def test_version_1_predictor_files_still_load_and_unknown_kinds_are_refused(tmp_path, blocks, phones):
+    cfgs = blocks[::100]
+    model = LatencyPredictor().fit(cfgs, [phones["pixel4"][b.key] for b in cfgs])
+    path = tmp_path / "v1.json"
+    model.save(path)
+    doc = json.loads(path.read_text())
+    doc["format_version"] = 1
+    path.write_text(json.dumps(doc))
+    np.testing.assert_allclose(LatencyPredictor.load(path).predict(cfgs), model.predict(cfgs))
+    doc["base"]["kind"] = "oracle"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PredictorFormatError, match="oracle"):
+        LatencyPredictor.load(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("priors", [["pixel4"], ["pixel4", "xiaomi11"]])
+def test_lutfill_cli_takes_one_or_several_priors(tmp_path, capsys, priors):
+    """The target's own LUT as a second prior fits exactly: it is kept with the larger weight."""
+    out = tmp_path / "filled.json"
+    args = ["--lut", "xiaomi11", "--budget", "10", "--seed", "0", "--out", str(out)]
+    for p in priors:
+        args += ["--prior", p]
+    assert lutfill_main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"budget", "seed", "prior", "n_measured", "n_keys", "entry", "subnet"}
+    assert report["prior"] is True and report["n_measured"] == 10 and report["n_keys"] == 3073
+    if len(priors) == 2:  # the target itself among the priors: near exact
+        assert report["subnet"]["acc5"] > 0.99
+
+
+def test_analytical_sample_weights_are_checked(blocks, phones):
+    cfgs = blocks[::300]
+    y = [phones["pixel4"][b.key] for b in cfgs]
+    with pytest.raises(ValueError, match="sample_weight"):
+        AnalyticalModel().fit(cfgs, y, sample_weight=[1.0] * (len(cfgs) - 1))
+    with pytest.raises(ValueError, match="sample_weight"):
+        AnalyticalModel().fit(cfgs, y, sample_weight=[-1.0] * len(cfgs))

@@ -15,7 +15,7 @@ A block the LUT lacks gets a position past the end of the keys (`len(keys) + j`,
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -34,15 +34,21 @@ class SubnetIndexer:
         self._pos = {k: i for i, k in enumerate(self.keys)}
         n_st = len(space.stages)
         self._res_index = {r: j for j, r in enumerate(space.resolutions)}
-        # Per stage: its choices seen so far (id -> StageChoice, choice_key -> id, id -> width); per stage entry
-        # and body: the ids made so far, by (choice id, previous width, resolution index) packed in one int
-        # (the body's without the width: only layer 0 sees it), sorted.
+        # Per stage: its choices seen so far (id -> StageChoice, choice_key -> id, id -> width), and dense tables
+        # of the ids made so far (-1: none yet): entry [choice id, previous width's index, resolution index],
+        # body [choice id, resolution index] (only layer 0 sees the previous width). They grow with the choices.
         self._choices: list[list[StageChoice]] = [[] for _ in range(n_st)]
         self._choice_ids: list[dict[tuple, int]] = [{} for _ in range(n_st)]
         self._widths = [np.zeros(0, dtype=np.int64) for _ in range(n_st)]
-        empty = np.zeros(0, dtype=np.int64)
-        self._keys = {(i, body): empty for i in range(n_st) for body in (False, True)}
-        self._key_ids = {(i, body): empty for i in range(n_st) for body in (False, True)}
+        self._prev = [(0,), *(spec.widths for spec in space.stages[:-1])]  # previous widths (0: none)
+        self._prev_index = []
+        for opts in self._prev:
+            index = np.full(max(opts) + 1, -1, dtype=np.int64)
+            index[list(opts)] = np.arange(len(opts))
+            self._prev_index.append(index)
+        n_res = len(space.resolutions)
+        self._entry = [np.full((0, len(opts), n_res), -1, dtype=np.int64) for opts in self._prev]
+        self._body = [np.full((0, n_res), -1, dtype=np.int64) for _ in range(n_st)]
         self.positions: list[np.ndarray] = []  # per id: distinct block positions (>= len(keys): missing)
         self.counts: list[np.ndarray] = []  # per id: how often each of them runs
         self._last = len(space.stages) - 1
@@ -99,6 +105,14 @@ class SubnetIndexer:
         self._choice_ids[i][st.choice_key] = len(self._choices[i]) - 1
         return len(self._choices[i]) - 1
 
+    def _grow(self, i: int) -> None:
+        """Room in stage i's id tables for every choice seen (capacity doubles, so growing stays cheap)."""
+        n, cap = len(self._choices[i]), len(self._body[i])
+        if n > cap:
+            more = max(n, 2 * cap) - cap
+            self._entry[i] = np.concatenate([self._entry[i], np.full((more, *self._entry[i].shape[1:]), -1)])
+            self._body[i] = np.concatenate([self._body[i], np.full((more, *self._body[i].shape[1:]), -1)])
+
     def _choice_matrix(self, subnets: Sequence[Subnet]) -> np.ndarray:
         """(n, 1 + stages): resolution index, then each stage's choice id (the one Python pass per subnet)."""
         n_st, name, res_index = len(self.space.stages), self.space.name, self._res_index
@@ -125,6 +139,7 @@ class SubnetIndexer:
             codes[rows_new, stages_new + 1] = got
             for i in set(stages_new.tolist()):
                 self._widths[i] = np.array([st.width for st in self._choices[i]], dtype=np.int64)
+                self._grow(i)
         return codes
 
     def encode(self, subnets: Sequence[Subnet]) -> np.ndarray:
@@ -135,33 +150,33 @@ class SubnetIndexer:
         out = np.empty((len(subnets), 2 * len(self.space.stages)), dtype=np.int64)
         prev_width = np.zeros(len(subnets), dtype=np.int64)
         for i in range(len(self.space.stages)):
-            width = self._widths[i][ch[:, 1 + i]]
+            choice = ch[:, 1 + i]
+            width = self._widths[i][choice]
             low = np.flatnonzero(width < prev_width)
             if low.size:
                 r = int(low[0])
                 raise InvalidSubnet(f"subnet {r}: stage {self._names[i]} width {width[r]} < previous "
                                     f"{prev_width[r]}")
-            # one int per (choice, previous width, resolution index): widths < 2**16, resolutions < 2**8
-            out[:, 2 * i] = self._ids_of(i, False, (ch[:, 1 + i] << 24) | (prev_width << 8) | res)
-            out[:, 2 * i + 1] = self._ids_of(i, True, (ch[:, 1 + i] << 24) | res)
+            out[:, 2 * i] = self._ids(self._entry[i], (choice, self._prev_index[i][prev_width], res),
+                                      lambda c, p, r, i=i: self._new_id(i, self.space.resolutions[r], self._prev[i][p],
+                                                                        self._choices[i][c], False))
+            out[:, 2 * i + 1] = self._ids(self._body[i], (choice, res),
+                                          lambda c, r, i=i: self._new_id(i, self.space.resolutions[r], 0,
+                                                                         self._choices[i][c], True))
             prev_width = width
         return out
 
-    def _ids_of(self, i: int, body: bool, key: np.ndarray) -> np.ndarray:
-        """The ids of packed keys of stage i's entry or body, made for the keys not seen before."""
-        known, ids = self._keys[(i, body)], self._key_ids[(i, body)]
-        at = np.searchsorted(known, key).clip(max=max(len(known) - 1, 0))
-        hit = known[at] == key if len(known) else np.zeros(len(key), dtype=bool)
-        if not hit.all():
-            new = np.unique(key[~hit])
-            new_ids = [self._new_id(i, self.space.resolutions[k & 255], (k >> 8) & 0xFFFF,
-                                    self._choices[i][k >> 24], body) for k in new.tolist()]
-            order = np.argsort(np.concatenate([known, new]), kind="stable")
-            self._keys[(i, body)] = np.concatenate([known, new])[order]
-            self._key_ids[(i, body)] = np.concatenate([ids, np.array(new_ids, dtype=np.int64)])[order]
-            known, ids = self._keys[(i, body)], self._key_ids[(i, body)]
-            at = np.searchsorted(known, key)
-        return ids[at]
+    @staticmethod
+    def _ids(table: np.ndarray, cells: tuple[np.ndarray, ...], make: Callable[..., int]) -> np.ndarray:
+        """table[cells], with an id made (and stored) for every distinct cell that has none yet."""
+        got = table[cells]
+        miss = np.flatnonzero(got < 0)
+        if miss.size:
+            flat = np.unique(np.ravel_multi_index(tuple(a[miss] for a in cells), table.shape))
+            new = np.unravel_index(flat, table.shape)
+            table[new] = [make(*cell) for cell in zip(*(a.tolist() for a in new))]
+            got = table[cells]
+        return got
 
     def block_counts(self, codes: np.ndarray) -> np.ndarray:
         """How often each key (then each missing key) runs, summed over the encoded subnets."""

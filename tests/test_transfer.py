@@ -23,7 +23,6 @@ from predictor.lutfill import subnet_weights
 from predictor.sampler import choose
 from predictor.transfer import fit_prior_model
 from predictor.xgb import LatencyPredictor, PredictorFormatError
-from profiler.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 30
@@ -42,8 +41,7 @@ def phones(space) -> dict[str, dict[str, float]]:
 @pytest.fixture(scope="module")
 def host(blocks) -> dict[str, float]:
     """This host's measured blocks (TFLite CPU, 1 thread): a partial LUT of a very different device."""
-    with Store(ROOT / "measurements" / "host.sqlite", read_only=True) as st:
-        measured = st.latencies(st.devices()[0]["id"], backend="cpu", threads=1)
+    measured = json.loads((ROOT / "tests" / "data" / "host_blocks_tflite_cpu1.json").read_text())["latency_ms"]
     reachable = {b.key for b in blocks}
     return {k: v for k, v in measured.items() if k in reachable}
 

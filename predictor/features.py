@@ -35,11 +35,9 @@ from nas.costs import FEATURE_NAMES, block_features, log_features
 # one family, and adding a family leaves another's columns (so its fitted models and figures) as they were.
 TYPE_NAMES_BY_FAMILY: dict[str, tuple[str, ...]] = {f: tuple(c.type for c in types)
                                                      for f, types in BLOCK_FAMILIES.items()}
-TYPE_NAMES: tuple[str, ...] = TYPE_NAMES_BY_FAMILY["elasticvit"]
 CONFIG_NAMES: tuple[str, ...] = ("hw_in", "hw_out", "cin", "cout", "expand", "kernel", "stride", "se",
                                  "v_scale", "mlp")
 TAIL_NAMES: tuple[str, ...] = (*CONFIG_NAMES, *(f"log_{n}" if not n.startswith("simd") else n for n in FEATURE_NAMES))
-COLUMN_NAMES: tuple[str, ...] = (*(f"type_{t}" for t in TYPE_NAMES), *TAIL_NAMES)  # ElasticViT's blocks
 
 
 def family_of(cfgs: Sequence[BlockCfg]) -> str:
@@ -88,7 +86,7 @@ def config_fields(cfg: BlockCfg) -> dict[str, float]:
 def type_onehot(cfgs: Sequence[BlockCfg]) -> np.ndarray:
     """One row per config, one column per block type of their family: 1.0 at the config's type."""
     if len(cfgs) == 0:
-        return np.zeros((0, len(TYPE_NAMES)))
+        return np.zeros((0, len(TYPE_NAMES_BY_FAMILY["elasticvit"])))  # no blocks, no family: the default one
     names = TYPE_NAMES_BY_FAMILY[family_of(cfgs)]
     return np.array([[c.type == t for t in names] for c in cfgs], dtype=float).reshape(len(cfgs), -1)
 
@@ -108,7 +106,7 @@ def tail_matrix(cfgs: Sequence[BlockCfg]) -> np.ndarray:
 def feature_matrix(cfgs: Sequence[BlockCfg]) -> np.ndarray:
     """Rows in `column_names(family_of(cfgs))` order."""
     if len(cfgs) == 0:
-        return np.zeros((0, len(COLUMN_NAMES)))
+        return np.zeros((0, len(column_names("elasticvit"))))
     return np.hstack([type_onehot(cfgs), tail_matrix(cfgs)])
 
 

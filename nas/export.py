@@ -26,6 +26,7 @@ from typing import Iterator, Literal
 import torch
 from torch import nn
 
+from nas import export_speedups
 from nas.blocks import BlockCfg
 from nas.checkpoint import load_supernet, read_checkpoint
 from nas.codehash import graph_code_version
@@ -113,6 +114,7 @@ def export_tflite(module: nn.Module, example: torch.Tensor, path: str | Path, ch
     `channel_last` the model's input (and a 4-D output) is NHWC and no boundary transposes remain."""
     import litert_torch  # heavy import (TensorFlow runtime): only when converting
 
+    export_speedups.install()
     path = Path(path)
     t0 = time.perf_counter()
     with eval_mode(module), _quiet_litert(), warnings.catch_warnings():

@@ -32,6 +32,9 @@ def add_measure_arguments(ap: argparse.ArgumentParser, runs: int = 50, export_wo
     g.add_argument("--cpu-mask", help="hex taskset mask (default: the fastest cores, read from the device)")
     g.add_argument("--max-spread", type=float, default=ProtocolSettings.max_spread,
                    help="re-measure when (p90-p10)/median exceeds this")
+    g.add_argument("--batch-size", type=positive_int, default=ProtocolSettings.batch_size,
+                   help="models between thermal/frequency checks; runners that can (linux-python) measure them in "
+                        "one device command, each model in its own process (a crash loses at most this many)")
     g.add_argument("--seed", type=int, default=0, help="seed of the measuring order (and of any random pick)")
     g.add_argument("--probe-mb", type=positive_int, nargs="+", default=list(ProtocolSettings.probe_mb),
                    help="MB of weights of each weight-stream probe (the in-network term's curve)")
@@ -44,6 +47,6 @@ def measure_settings_from_args(args: argparse.Namespace) -> MeasureSettings:
     runner = args.runner or ("tflite-benchmark" if args.benchmark_binary else "linux-python")
     run = RunSettings(runner=runner, backend=args.backend, threads=args.threads, warmup_runs=args.warmup,
                       num_runs=args.runs, cpu_mask=args.cpu_mask)
-    return MeasureSettings(run, ProtocolSettings(max_spread=args.max_spread, seed=args.seed,
+    return MeasureSettings(run, ProtocolSettings(max_spread=args.max_spread, seed=args.seed, batch_size=args.batch_size,
                                                 probe_mb=tuple(args.probe_mb)), args.benchmark_binary,
                            args.export_workers)

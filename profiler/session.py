@@ -24,8 +24,9 @@ from profiler.errors import (
 from profiler.fingerprint import EnvSnapshot, needs_cooldown, read_env, read_fingerprint
 from profiler.plan import pick_budget
 from profiler.prefetch import prefetch
-from profiler.protocol import BlockResult, measure_model, timed
+from profiler.protocol import BlockResult, measure_batch, measure_model, timed
 from profiler.runners import create_runner
+from profiler.runners.base import BatchRunner
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings
 from profiler.store import MeasurementRow, Store
 from profiler.targets import Target, open_target
@@ -145,6 +146,22 @@ class DeviceSession:
                 self.target.reconnect(self.job.protocol.reconnect_s)
         raise AssertionError("unreachable")
 
+    def measure_batch(self, models: Sequence[Path], export_s: Sequence[float]) -> list[BlockResult | Exception]:
+        """`measure` for several models in one device command (runners that can); the same retries."""
+        assert isinstance(self.runner, BatchRunner)
+        for attempt in range(1, self.job.protocol.disconnect_retries + 2):
+            try:
+                if attempt > 1:
+                    self.runner.prepare(self.target, self.job.run)
+                return measure_batch(self.target, self.runner, models, self.job.run, self.job.protocol, self.mask,
+                                     export_s)
+            except (DeviceDisconnected, DeviceOffline) as e:
+                if attempt > self.job.protocol.disconnect_retries:
+                    raise
+                log.warning("%s: %s; waiting for it to come back (retry %d)", self.target.serial, e, attempt)
+                self.target.reconnect(self.job.protocol.reconnect_s)
+        raise AssertionError("unreachable")
+
     def store_result(self, kind: str, key: str, res: BlockResult, started: float, extra: dict | None = None,
                      replace: bool = False) -> None:
         r = self.job.run
@@ -179,37 +196,68 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
         prefetch(items, convert, key_of, job.settings.export_workers, desc=f"{summary.serial} export {kind}s")
     out: dict[str, float] = {}
     spent = {"convert": 0.0, "measure": 0.0}  # shown on the bar: which phase the time goes to
-    for item in items:
+    # A runner that can measures a cool-down batch of models in one device command (one start-up).
+    chunk = job.protocol.batch_size if isinstance(sess.runner, BatchRunner) else 1
+
+    def fail(key: str, e: Exception) -> None:
+        err = str(e) if isinstance(e, (ParseError, RunnerError)) else f"{type(e).__name__}: {e}"
+        summary.failed += 1
+        summary.failures.append(f"{key}: {err}")
+        sess.record_failure(kind, key, err)
+
+    for i in range(0, len(items), chunk):
         if stop is not None and stop.is_set():
             raise RunStopped("interrupted")
-        sess.since_cooldown += 1
-        if sess.since_cooldown > job.protocol.batch_size:
+        batch = items[i:i + chunk]
+        if sess.since_cooldown + len(batch) > job.protocol.batch_size:
             sess.cool_down()
-            sess.since_cooldown = 1
-        key = key_of(item)
+            sess.since_cooldown = 0
+        sess.since_cooldown += len(batch)
         started = time.time()
+        ready: list[tuple[T, Path, float]] = []
+        for item in batch:
+            try:
+                model, export_s = timed(partial(convert, item))
+            except Exception as e:  # noqa: BLE001 - one broken model (conversion bug) must not stop the run
+                fail(key_of(item), e)
+                bar.update(1)
+            else:
+                spent["convert"] += export_s
+                ready.append((item, model, export_s))
+        if not ready:
+            continue
+        t_measure = time.perf_counter()
         try:
-            model, export_s = timed(partial(convert, item))
-            spent["convert"] += export_s
-            t_measure = time.perf_counter()
-            res = sess.measure(model, export_s)
-            spent["measure"] += time.perf_counter() - t_measure
+            if chunk > 1:
+                results = sess.measure_batch([m for _, m, _ in ready], [s for _, _, s in ready])
+            else:
+                results = [_measure_one(sess, ready[0][1], ready[0][2])]
         except StoreError:
             raise
         except (DeviceDisconnected, DeviceOffline) as e:
             raise RunStopped(f"{e}; {summary.measured} {kind}s of this run are stored, re-run to resume") from e
-        except Exception as e:  # noqa: BLE001 - one broken model (parse error, conversion bug) must not stop the run
-            err = str(e) if isinstance(e, (ParseError, RunnerError)) else f"{type(e).__name__}: {e}"
-            summary.failed += 1
-            summary.failures.append(f"{key}: {err}")
-            sess.record_failure(kind, key, err)
-        else:
-            sess.store_result(kind, key, res, started, extra_of(item) if extra_of else None, replace)
-            summary.measured += 1
-            out[key] = res.stats["median_ms"]
-        bar.set_postfix_str(f"convert {spent['convert']:.0f} s, measure {spent['measure']:.0f} s", refresh=False)
-        bar.update(1)
+        spent["measure"] += time.perf_counter() - t_measure
+        for (item, _, _), res in zip(ready, results):
+            key = key_of(item)
+            if isinstance(res, Exception):
+                fail(key, res)
+            else:
+                sess.store_result(kind, key, res, started, extra_of(item) if extra_of else None, replace)
+                summary.measured += 1
+                out[key] = res.stats["median_ms"]
+            bar.set_postfix_str(f"convert {spent['convert']:.0f} s, measure {spent['measure']:.0f} s", refresh=False)
+            bar.update(1)
     return out
+
+
+def _measure_one(sess: DeviceSession, model: Path, export_s: float) -> BlockResult | Exception:
+    """One model; a broken model (parse error, runner failure, ...) is its result, a lost device raises."""
+    try:
+        return sess.measure(model, export_s)
+    except (StoreError, DeviceDisconnected, DeviceOffline):
+        raise
+    except Exception as e:  # noqa: BLE001 - one broken model must not stop the run
+        return e
 
 
 def measure_blocks(sess: DeviceSession, cfgs: list[BlockCfg], summary: Summary, bar: tqdm,

@@ -51,7 +51,7 @@ class ProtocolSettings:
 
     max_spread: float = 0.10  # (p90 - p10) / median above this triggers a re-measure
     max_attempts: int = 3
-    batch_size: int = 10  # blocks between frequency/thermal snapshots
+    batch_size: int = 10  # models between frequency/thermal snapshots; a batch runner's models per command
     cooldown_max_s: float = 60.0
     temp_margin_c: float = 3.0  # cool down while hotter than baseline + margin
     freq_drop: float = 0.05  # ... or while a core runs this much below its baseline frequency

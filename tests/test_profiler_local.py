@@ -115,7 +115,9 @@ def test_bad_input_is_one_line_error(tmp_path: Path, capsys, argv, msg):
 @pytest.mark.slow
 def test_killed_run_resumes_with_every_block_once(tmp_path: Path):
     store = tmp_path / "m.sqlite"
-    cmd = [sys.executable, "-m", "profiler.run", "--serial", "local", "--budget", "6", "--store", str(store), *FAST]
+    # batches of 2 models per runner command: a kill lands between stored batches
+    cmd = [sys.executable, "-m", "profiler.run", "--serial", "local", "--budget", "6", "--store", str(store), *FAST,
+           "--batch-size", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:

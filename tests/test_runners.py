@@ -81,3 +81,87 @@ def test_prepare_quotes_a_workdir_with_space_and_semicolon(tmp_path: Path) -> No
     assert shlex.split(runner.command("m.tflite", SETTINGS, None))[0] == str(tmp_path / "work dir; touch PWNED"
                                                                             / "benchmark_model")
     assert not list(tmp_path.rglob("PWNED"))
+
+
+# --- several models in one command (linux-python) -------------------------------------------------
+
+def _onnx_blocks(space, n: int) -> list[Path]:
+    from nas.export import export_block
+    from profiler.plan import candidate_blocks
+
+    blocks = [b for b in candidate_blocks(space, []) if b.key.startswith("conv")][:n]
+    return [export_block(b, "onnx") for b in blocks]
+
+
+def test_batch_measures_each_model_in_its_own_process(tmp_path: Path, space) -> None:
+    from profiler.errors import RunnerError
+    from profiler.runners.base import BatchRunner, Samples
+    from profiler.runners.linux_python import LinuxPythonRunner
+
+    target = LocalTarget(workdir=tmp_path)
+    runner = LinuxPythonRunner()
+    assert isinstance(runner, BatchRunner)
+    settings = RunSettings(backend="onnx", warmup_runs=1, num_runs=4)
+    runner.prepare(target, settings)
+    a, b = (str(p) for p in _onnx_blocks(space, 2))
+    got = runner.measure_batch(target, [a, str(tmp_path / "missing.onnx"), b], settings, None)
+    assert [type(g) for g in got] == [Samples, RunnerError, Samples]
+    assert "missing.onnx" in str(got[1])
+    for g in (got[0], got[2]):
+        assert len(g.samples_us) == 4 and all(s > 0 for s in g.samples_us)
+        assert g.info["process"] == "fork" and g.info["runtime"] == "onnxruntime"
+    one = runner.measure(target, a, settings, None)
+    assert one.info["process"] == "own"
+
+
+def test_batch_parser_names_the_model_that_has_no_result() -> None:
+    from profiler.errors import ParseError, RunnerError
+    from profiler.parsers.linux_python import parse_linux_runner_batch
+
+    text = ('{"model": "a", "samples_us": [10.0, 11.0]}\nnoise\n{"model": "b", "error": "boom"}\n'
+            '{"model": "c", "samples_us": [0]}\n{"model": "d", "samp')
+    got = parse_linux_runner_batch(text, ["a", "b", "c", "d"])
+    assert got[0]["samples_us"] == [10.0, 11.0]
+    assert isinstance(got[1], RunnerError) and "boom" in str(got[1])
+    assert isinstance(got[2], ParseError)  # a zero sample is an error, never a latency
+    assert isinstance(got[3], ParseError) and "no JSON result for d" in str(got[3])
+
+
+def test_batch_remeasures_only_the_wide_spread_models(tmp_path: Path) -> None:
+    """measure_batch keeps a narrow first result and measures a wide one again (in a batch of the wide ones),
+    keeping each model's narrowest attempt."""
+    from profiler.protocol import measure_batch
+    from profiler.runners.base import Samples
+    from profiler.settings import ProtocolSettings
+
+    class Scripted:  # the protocol's logic only: which model is measured again, how often
+        name = "scripted"
+
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+
+        def prepare(self, target, settings) -> dict:
+            return {}
+
+        def measure_batch(self, target, remotes, settings, mask):
+            self.batches.append([Path(r).name for r in remotes])
+            if len(self.batches) == 1:
+                wide = (100.0, 100.0, 150.0, 60.0, 100.0)  # spread 90%
+                narrow = (100.0, 101.0, 99.0, 100.0, 100.0)
+                return [Samples(narrow), Samples(wide)]
+            return [Samples((90.0, 91.0, 90.0, 90.0, 90.0))]
+
+        def measure(self, target, remote, settings, mask):
+            raise AssertionError("a batch runner re-measures in batches")
+
+    models = []
+    for name in ("a.tflite", "b.tflite"):
+        (tmp_path / name).write_bytes(b"model " + name.encode())
+        models.append(tmp_path / name)
+    runner = Scripted()
+    target = LocalTarget(workdir=tmp_path / "device")
+    out = measure_batch(target, runner, models, RunSettings(), ProtocolSettings(max_spread=0.1), None, [0.0, 0.0])
+    assert runner.batches == [["a.tflite", "b.tflite"], ["b.tflite"]]
+    assert out[0].attempts == 1 and out[0].stats["median_ms"] == 0.1
+    assert out[1].attempts == 2 and out[1].stats["median_ms"] == 0.09
+    assert not list((tmp_path / "device" / "models").iterdir())  # pushed copies removed

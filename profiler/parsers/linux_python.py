@@ -23,3 +23,26 @@ def parse_linux_runner_output(text: str) -> dict:
     if any(not isinstance(s, (int, float)) or s <= 0 for s in samples):
         raise ParseError("runner output has non-positive or non-numeric samples")
     return data
+
+
+def parse_linux_runner_batch(text: str, models: list[str]) -> list[dict | Exception]:
+    """One result per model of a several-model run, in `models`' order: the runner's JSON object, or the
+    ParseError/RunnerError that model's line (or its absence) amounts to."""
+    lines: dict[str, str] = {}
+    for ln in text.splitlines():
+        ln = ln.strip()
+        if ln.startswith("{"):
+            try:
+                lines[json.loads(ln)["model"]] = ln
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # judged below: its model has no line
+    out: list[dict | Exception] = []
+    for m in models:
+        if m not in lines:
+            out.append(ParseError(f"no JSON result for {m} in runner output: {text.strip()[-300:]!r}"))
+            continue
+        try:
+            out.append(parse_linux_runner_output(lines[m]))
+        except (ParseError, RunnerError) as e:
+            out.append(e)
+    return out

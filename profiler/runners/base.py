@@ -1,8 +1,9 @@
 """What a runner is: prepare the device once, build a command, hand the text to its parser."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from profiler.settings import RunSettings
 from profiler.targets import Target
@@ -25,4 +26,14 @@ class Runner(Protocol):
 
     def measure(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> Samples:
         """Run the model and return parsed samples; raises ParseError/RunnerError, never returns zeros."""
+        ...
+
+
+@runtime_checkable
+class BatchRunner(Runner, Protocol):
+    """A runner that can also measure several models in one device command (fewer start-ups)."""
+
+    def measure_batch(self, target: Target, models_remote: Sequence[str], settings: RunSettings,
+                      mask: str | None) -> list[Samples | Exception]:
+        """One Samples, or that model's ParseError/RunnerError, per model in order; a lost device raises."""
         ...

@@ -1,10 +1,11 @@
 """`linux-python`: device_scripts/linux_runner.py on a Linux device (or this host) with Python."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from profiler.errors import RunnerError
-from profiler.parsers.linux_python import parse_linux_runner_output
+from profiler.parsers.linux_python import parse_linux_runner_batch, parse_linux_runner_output
 from profiler.runners._registry import register_runner
 from profiler.runners.base import Samples
 from profiler.runners.push import push_if_changed
@@ -14,11 +15,15 @@ from profiler.targets import Target, remote_path, sh_quote
 SCRIPT = Path(__file__).resolve().parents[2] / "device_scripts" / "linux_runner.py"
 
 
-def runner_command(python: str, script_remote: str, model_remote: str, settings: RunSettings,
+def runner_command(python: str, script_remote: str, model_remote: str | Sequence[str], settings: RunSettings,
                    mask: str | None) -> str:
-    """The device shell command that runs one model; every value is quoted."""
-    argv = [python, script_remote, "--model", model_remote, "--threads", settings.threads,
-            "--warmup", settings.warmup_runs, "--runs", settings.num_runs]
+    """The device shell command that runs one model (or several, each in its own forked process, one after
+    another); every value is quoted."""
+    models = [model_remote] if isinstance(model_remote, str) else list(model_remote)
+    argv: list[object] = [python, script_remote]
+    for m in models:
+        argv += ["--model", m]
+    argv += ["--threads", settings.threads, "--warmup", settings.warmup_runs, "--runs", settings.num_runs]
     if settings.backend == "cpu-noxnnpack":
         argv.append("--no-xnnpack")
     if mask:
@@ -48,9 +53,21 @@ class LinuxPythonRunner:
 
     def measure(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> Samples:
         r = target.shell(self.command(target, model_remote, settings, mask))
-        data = parse_linux_runner_output(r.output)
-        info = {k: v for k, v in data.items() if k != "samples_us"}
-        return Samples(tuple(float(s) for s in data["samples_us"]), info)
+        return _samples(parse_linux_runner_output(r.output))
+
+    def measure_batch(self, target: Target, models_remote: Sequence[str], settings: RunSettings,
+                      mask: str | None) -> list[Samples | Exception]:
+        """Several models in one device command (imports paid once, each model in a fresh forked process);
+        one Samples or the model's ParseError/RunnerError per model, in order."""
+        cmd = runner_command(self.python, remote_path(target, SCRIPT.name), models_remote, settings, mask)
+        r = target.shell(cmd)
+        return [d if isinstance(d, Exception) else _samples(d)
+                for d in parse_linux_runner_batch(r.output, list(models_remote))]
+
+
+def _samples(data: dict) -> Samples:
+    info = {k: v for k, v in data.items() if k not in ("samples_us", "model")}
+    return Samples(tuple(float(s) for s in data["samples_us"]), info)
 
 
 register_runner("linux-python")(LinuxPythonRunner)

@@ -80,43 +80,21 @@ def measure_model(target: Target, runner: Runner, model: Path, settings: RunSett
 def measure_batch(target: Target, runner: BatchRunner, models: Sequence[Path], settings: RunSettings,
                   protocol: ProtocolSettings, mask: str | None, export_s: Sequence[float],
                   ) -> list[BlockResult | Exception]:
-    """Push several models and measure them in one device command (`BatchRunner.measure_batch`); the models
-    whose spread is too wide are measured again, together, as `measure_model` would each (up to
-    `max_attempts`, keeping each model's attempt with the smallest spread). One result, or the model's
-    ParseError/RunnerError from its first attempt, per model; a lost device raises."""
+    """Push several models and measure them in one device command (`BatchRunner.measure_batch`: the runner
+    times a model again while its spread is too wide, as `measure_model` does from the host). One result, or
+    the model's ParseError/RunnerError, per model; a lost device raises."""
     t0 = time.perf_counter()
     target.shell(f"mkdir -p {sh_quote(posixpath.join(target.workdir, 'models'))}")
     remotes = [_push(target, m) for m in models]
     push_s = (time.perf_counter() - t0) / len(models)
-    best: list[tuple[Samples, dict[str, float]] | Exception | None] = [None] * len(models)
-    attempts = [0] * len(models)
-    run_s = [0.0] * len(models)
-    pending = list(range(len(models)))
-    while pending:
-        t1 = time.perf_counter()
-        got = runner.measure_batch(target, [remotes[i] for i in pending], settings, mask)
-        per_model_s = (time.perf_counter() - t1) / len(pending)
-        for i, g in zip(pending, got):
-            attempts[i] += 1
-            run_s[i] += per_model_s
-            if isinstance(g, Exception):
-                best[i] = best[i] or g  # a failed re-measure keeps the valid attempt before it
-                continue
-            stats = sample_stats(g.samples_us)
-            b = best[i]
-            if b is None or isinstance(b, Exception) or stats["spread"] < b[1]["spread"]:
-                best[i] = (g, stats)
-        pending = [i for i in pending if not isinstance(best[i], Exception)
-                   and best[i][1]["spread"] > protocol.max_spread and attempts[i] < protocol.max_attempts]
-        if pending:
-            log.info("%d models: spread > %.1f%%, measuring again", len(pending), 100 * protocol.max_spread)
+    t1 = time.perf_counter()
+    got = runner.measure_batch(target, remotes, settings, mask, protocol)
+    run_s = (time.perf_counter() - t1) / len(models)
     target.shell("rm -f " + " ".join(sh_quote(r) for r in remotes))
-    out: list[BlockResult | Exception] = []
-    for b, n, r_s, e_s in zip(best, attempts, run_s, export_s):
-        assert b is not None
-        out.append(b if isinstance(b, Exception) else
-                   BlockResult(b[0], b[1], n, {"export_s": e_s, "push_s": push_s, "run_s": r_s}))
-    return out
+    return [g if isinstance(g, Exception) else
+            BlockResult(g, sample_stats(g.samples_us), int(g.info.get("attempts", 1)),
+                        {"export_s": e_s, "push_s": push_s, "run_s": run_s})
+            for g, e_s in zip(got, export_s)]
 
 
 def timed(fn: Callable[[], Path]) -> tuple[Path, float]:

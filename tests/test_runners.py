@@ -97,6 +97,7 @@ def test_batch_measures_each_model_in_its_own_process(tmp_path: Path, space) -> 
     from profiler.errors import RunnerError
     from profiler.runners.base import BatchRunner, Samples
     from profiler.runners.linux_python import LinuxPythonRunner
+    from profiler.settings import ProtocolSettings
 
     target = LocalTarget(workdir=tmp_path)
     runner = LinuxPythonRunner()
@@ -104,7 +105,7 @@ def test_batch_measures_each_model_in_its_own_process(tmp_path: Path, space) -> 
     settings = RunSettings(backend="onnx", warmup_runs=1, num_runs=4)
     runner.prepare(target, settings)
     a, b = (str(p) for p in _onnx_blocks(space, 2))
-    got = runner.measure_batch(target, [a, str(tmp_path / "missing.onnx"), b], settings, None)
+    got = runner.measure_batch(target, [a, str(tmp_path / "missing.onnx"), b], settings, None, ProtocolSettings())
     assert [type(g) for g in got] == [Samples, RunnerError, Samples]
     assert "missing.onnx" in str(got[1])
     for g in (got[0], got[2]):
@@ -127,41 +128,37 @@ def test_batch_parser_names_the_model_that_has_no_result() -> None:
     assert isinstance(got[3], ParseError) and "no JSON result for d" in str(got[3])
 
 
-def test_batch_remeasures_only_the_wide_spread_models(tmp_path: Path) -> None:
-    """measure_batch keeps a narrow first result and measures a wide one again (in a batch of the wide ones),
-    keeping each model's narrowest attempt."""
-    from profiler.protocol import measure_batch
-    from profiler.runners.base import Samples
+def test_runner_spread_is_the_hosts() -> None:
+    """The device script decides on re-timing with its own copy of the spread: it must be the host's."""
+    import importlib.util
+    import random
+
+    from profiler.protocol import sample_stats
+
+    spec = importlib.util.spec_from_file_location("linux_runner", REPO / "device_scripts" / "linux_runner.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = random.Random(0)
+    for n in (1, 2, 5, 10, 50, 51):
+        xs = [rng.lognormvariate(0, 0.3) for _ in range(n)]
+        assert mod.spread(xs) == pytest.approx(sample_stats(tuple(xs))["spread"], rel=1e-12)
+
+
+@pytest.mark.parametrize("max_spread, attempts", [(1e-9, 3), (100.0, 1)])
+def test_batch_times_a_too_spread_model_again_in_its_process(tmp_path: Path, space, max_spread: float,
+                                                             attempts: int) -> None:
+    from profiler.protocol import measure_batch, sample_stats
+    from profiler.runners.linux_python import LinuxPythonRunner
     from profiler.settings import ProtocolSettings
 
-    class Scripted:  # the protocol's logic only: which model is measured again, how often
-        name = "scripted"
-
-        def __init__(self) -> None:
-            self.batches: list[list[str]] = []
-
-        def prepare(self, target, settings) -> dict:
-            return {}
-
-        def measure_batch(self, target, remotes, settings, mask):
-            self.batches.append([Path(r).name for r in remotes])
-            if len(self.batches) == 1:
-                wide = (100.0, 100.0, 150.0, 60.0, 100.0)  # spread 90%
-                narrow = (100.0, 101.0, 99.0, 100.0, 100.0)
-                return [Samples(narrow), Samples(wide)]
-            return [Samples((90.0, 91.0, 90.0, 90.0, 90.0))]
-
-        def measure(self, target, remote, settings, mask):
-            raise AssertionError("a batch runner re-measures in batches")
-
-    models = []
-    for name in ("a.tflite", "b.tflite"):
-        (tmp_path / name).write_bytes(b"model " + name.encode())
-        models.append(tmp_path / name)
-    runner = Scripted()
-    target = LocalTarget(workdir=tmp_path / "device")
-    out = measure_batch(target, runner, models, RunSettings(), ProtocolSettings(max_spread=0.1), None, [0.0, 0.0])
-    assert runner.batches == [["a.tflite", "b.tflite"], ["b.tflite"]]
-    assert out[0].attempts == 1 and out[0].stats["median_ms"] == 0.1
-    assert out[1].attempts == 2 and out[1].stats["median_ms"] == 0.09
-    assert not list((tmp_path / "device" / "models").iterdir())  # pushed copies removed
+    target = LocalTarget(workdir=tmp_path)
+    runner = LinuxPythonRunner()
+    settings = RunSettings(backend="onnx", warmup_runs=1, num_runs=5)
+    runner.prepare(target, settings)
+    models = _onnx_blocks(space, 2)
+    out = measure_batch(target, runner, models, settings, ProtocolSettings(max_spread=max_spread, max_attempts=3),
+                        None, [0.0, 0.0])
+    for res in out:
+        assert res.attempts == attempts == len(res.samples.info["spreads"])
+        assert sample_stats(res.samples.samples_us)["spread"] == pytest.approx(min(res.samples.info["spreads"]))
+    assert not list((tmp_path / "models").iterdir())  # pushed copies removed

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from profiler.settings import RunSettings
+from profiler.settings import ProtocolSettings, RunSettings
 from profiler.targets import Target
 
 
@@ -34,6 +34,8 @@ class BatchRunner(Runner, Protocol):
     """A runner that can also measure several models in one device command (fewer start-ups)."""
 
     def measure_batch(self, target: Target, models_remote: Sequence[str], settings: RunSettings,
-                      mask: str | None) -> list[Samples | Exception]:
-        """One Samples, or that model's ParseError/RunnerError, per model in order; a lost device raises."""
+                      mask: str | None, protocol: ProtocolSettings) -> list[Samples | Exception]:
+        """One Samples, or that model's ParseError/RunnerError, per model in order; each model is timed again on
+        the device while its spread exceeds `protocol.max_spread`, up to `protocol.max_attempts` timings, and
+        the runner reports its narrowest attempt and how many it made (info "attempts"); a lost device raises."""
         ...

@@ -9,21 +9,23 @@ from profiler.parsers.linux_python import parse_linux_runner_batch, parse_linux_
 from profiler.runners._registry import register_runner
 from profiler.runners.base import Samples
 from profiler.runners.push import push_if_changed
-from profiler.settings import RunSettings
+from profiler.settings import ProtocolSettings, RunSettings
 from profiler.targets import Target, remote_path, sh_quote
 
 SCRIPT = Path(__file__).resolve().parents[2] / "device_scripts" / "linux_runner.py"
 
 
 def runner_command(python: str, script_remote: str, model_remote: str | Sequence[str], settings: RunSettings,
-                   mask: str | None) -> str:
+                   mask: str | None, retry: ProtocolSettings | None = None) -> str:
     """The device shell command that runs one model (or several, each in its own forked process, one after
-    another); every value is quoted."""
+    another; with `retry`, each timed again in its process while too spread); every value is quoted."""
     models = [model_remote] if isinstance(model_remote, str) else list(model_remote)
     argv: list[object] = [python, script_remote]
     for m in models:
         argv += ["--model", m]
     argv += ["--threads", settings.threads, "--warmup", settings.warmup_runs, "--runs", settings.num_runs]
+    if retry is not None:
+        argv += ["--max-spread", retry.max_spread, "--max-attempts", retry.max_attempts]
     if settings.backend == "cpu-noxnnpack":
         argv.append("--no-xnnpack")
     if mask:
@@ -56,10 +58,11 @@ class LinuxPythonRunner:
         return _samples(parse_linux_runner_output(r.output))
 
     def measure_batch(self, target: Target, models_remote: Sequence[str], settings: RunSettings,
-                      mask: str | None) -> list[Samples | Exception]:
-        """Several models in one device command (imports paid once, each model in a fresh forked process);
-        one Samples or the model's ParseError/RunnerError per model, in order."""
-        cmd = runner_command(self.python, remote_path(target, SCRIPT.name), models_remote, settings, mask)
+                      mask: str | None, protocol: ProtocolSettings) -> list[Samples | Exception]:
+        """Several models in one device command (imports paid once, each model in a fresh forked process, timed
+        again there while its spread exceeds the protocol's); one Samples (info: "attempts") or the model's
+        ParseError/RunnerError per model, in order."""
+        cmd = runner_command(self.python, remote_path(target, SCRIPT.name), models_remote, settings, mask, protocol)
         r = target.shell(cmd)
         return [d if isinstance(d, Exception) else _samples(d)
                 for d in parse_linux_runner_batch(r.output, list(models_remote))]

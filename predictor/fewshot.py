@@ -7,7 +7,9 @@ compared with what the prior-free analytical model gets from the same keys, simu
 prior's full LUT where the truth is known (`free_error`). Both are weighted by each block's share of
 subnet latency, since subnet error is what the fill is for. A prior that does worse than the
 prior-free model is dropped (a mismatched prior falls back to it), and so is one whose misfit is
-over `rival_ratio` times the best prior's; kept priors are blended geometrically, weights ~ 1 / misfit^2:
+over `rival_ratio` times the best prior's; kept priors are blended geometrically, weights ~ 1 / misfit^2.
+With several priors and too few measurements to score any within its type (`MIN_SCORED`), the rival
+test and the weights use the misfit across types instead (`cross_type_misfit`):
 
     log y = sum_i w_i log T_i(x),   T_i = PriorTransfer(prior_i) fitted on the target's measurements
 
@@ -91,6 +93,38 @@ def misfit(cfgs: Sequence[BlockCfg], latency_ms: np.ndarray, prior: Mapping[str,
     return _wrms(resid, importance(cfgs, latency_ms, weights))
 
 
+def cross_type_misfit(cfgs: Sequence[BlockCfg], latency_ms: np.ndarray, prior: Mapping[str, float],
+                      prior_model: AnalyticalModel, weights: Mapping[str, float] | None = None,
+                      seed: int = 0) -> float:
+    """How badly the transfer from `prior` predicts a block type it has not seen: leave each type out, fit on
+    the others, score its points (log RMSE weighted by `importance`). The fill never extrapolates to an
+    unseen type, but with so few measurements that hardly any type is measured twice, how well a prior's
+    relative speed of block types matches the target's is what still tells priors apart. NaN: fewer than
+    two types."""
+    types = np.array([c.type for c in cfgs])
+    if len(set(types)) < 2:
+        return float("nan")
+    resid = np.full(len(cfgs), np.nan)
+    for t in np.unique(types):
+        tr, te = np.flatnonzero(types != t), np.flatnonzero(types == t)
+        model = PriorTransfer(prior, seed=seed).fit([cfgs[i] for i in tr], latency_ms[tr], prior_model=prior_model)
+        resid[te] = np.log(model.predict([cfgs[i] for i in te]) / latency_ms[te])
+    return _wrms(resid, importance(cfgs, latency_ms, weights))
+
+
+def scored_points(cfgs: Sequence[BlockCfg]) -> int:
+    """Measurements `misfit` can score: those whose type has another measurement."""
+    counts: dict[str, int] = {}
+    for c in cfgs:
+        counts[c.type] = counts.get(c.type, 0) + 1
+    return sum(n for n in counts.values() if n >= 2)
+
+
+# Below this many within-type scored points, several priors are ranked by `cross_type_misfit` (chosen a priori,
+# not tuned: with 10 measurements over six types about 2-5 points are scored, with 30 about 25-30).
+MIN_SCORED = 6
+
+
 def free_error(cfgs: Sequence[BlockCfg], prior: Mapping[str, float], everything: Sequence[BlockCfg] | None,
                weights: Mapping[str, float] | None = None) -> float:
     """The prior-free model's error, simulated on the prior device: fitted on the prior's values at the
@@ -117,7 +151,7 @@ class FewShotBlend:
     which the prior-free error is simulated (default: the prior's own keys that parse); `weights`:
     key -> how often the block occurs in subnets (errors are weighed by it times latency).
     Fitted attributes: `members_`, `weights_`, `names_` (which priors, or "analytical"),
-    `misfit_` and `free_error_` (per prior).
+    `misfit_`, `cross_misfit_` (NaN unless used) and `free_error_` (per prior).
     """
 
     def __init__(self, priors: Sequence[Mapping[str, float]] = (),
@@ -145,21 +179,31 @@ class FewShotBlend:
         # Priors that cannot be judged (no type measured twice among the keys they know) are used only
         # when none can: then nothing says they misfit.
         keep = [i for i in judged if self.misfit_[i] < bar] if judged else list(range(len(self.priors)))
-        if judged and keep:  # a prior clearly worse than the best one would only add its error
-            best = min(self.misfit_[i] for i in keep)
-            keep = [i for i in keep if self.misfit_[i] <= self.rival_ratio * best]
+        # Several priors and too few within-type points to tell them apart: rank them by how well each
+        # predicts block types it has not seen.
+        self.cross_misfit_ = [float("nan")] * len(self.priors)
+        if len(keep) > 1 and scored_points(cfgs) < MIN_SCORED:
+            self.cross_misfit_ = [cross_type_misfit(cfgs, y, p, pm, self.weights, seed=self.seed) if i in keep
+                                  else float("nan") for i, (p, pm) in enumerate(zip(self.priors, self.prior_models_))]
+        across = len(keep) > 1 and all(np.isfinite(self.cross_misfit_[i]) for i in keep)
+        rank = self.cross_misfit_ if across else self.misfit_
+        ranked = bool(judged) or across
+        if ranked and keep:  # a prior clearly worse than the best one would only add its error
+            best = min(rank[i] for i in keep)
+            keep = [i for i in keep if rank[i] <= self.rival_ratio * best]
         if not keep:
             self.names_, self.weights_ = ["analytical"], np.ones(1)
             self.members_: list[Member] = [fit_free(cfgs, y, self.weights)]
         else:
-            m = np.array([self.misfit_[i] for i in keep])
-            w = 1.0 / np.maximum(m, 1e-3) ** 2 if judged else np.ones(len(keep))
+            m = np.array([rank[i] for i in keep])
+            w = 1.0 / np.maximum(m, 1e-3) ** 2 if ranked else np.ones(len(keep))
             self.weights_ = w / w.sum()
             self.names_ = [f"prior{i}" for i in keep]
             self.members_ = [self._transfer(i, cfgs, y) for i in keep]
-        log.info("few-shot base: %s; misfit %s vs prior-free %s",
+        log.info("few-shot base: %s; misfit %s (across types %s) vs prior-free %s",
                  {n: round(float(w), 2) for n, w in zip(self.names_, self.weights_)},
-                 [round(float(m), 3) for m in self.misfit_], [round(float(e), 3) for e in self.free_error_])
+                 [round(float(m), 3) for m in self.misfit_], [round(float(m), 3) for m in self.cross_misfit_],
+                 [round(float(e), 3) for e in self.free_error_])
         return self
 
     def _transfer(self, i: int, cfgs: list[BlockCfg], y: np.ndarray) -> PriorTransfer:
@@ -186,6 +230,7 @@ class FewShotBlend:
     def get_state(self) -> dict:
         self._check_fitted()
         return {"names": list(self.names_), "weights": self.weights_.tolist(), "misfit": list(self.misfit_),
+                "cross_misfit": list(self.cross_misfit_),
                 "free_error": list(self.free_error_),
                 "members": [{"kind": "transfer" if isinstance(m, PriorTransfer) else "analytical",
                              "state": m.get_state()} for m in self.members_]}
@@ -196,6 +241,7 @@ class FewShotBlend:
         m.names_ = list(state["names"])
         m.weights_ = np.asarray(state["weights"], dtype=float)
         m.misfit_ = list(state["misfit"])
+        m.cross_misfit_ = list(state.get("cross_misfit", [float("nan")] * len(m.misfit_)))  # older files lack it
         m.free_error_ = list(state["free_error"])
         m.members_ = [PriorTransfer.from_state(s["state"]) if s["kind"] == "transfer"
                       else AnalyticalModel.from_state(s["state"]) for s in state["members"]]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from predictor import metrics
+from predictor import fewshot, metrics
 from predictor.analytical import AnalyticalModel
 from predictor.fewshot import FewShotBlend, fit_free, misfit
 from predictor.lut_io import load_flat
@@ -157,3 +157,24 @@ def test_analytical_sample_weights_are_checked(blocks, phones):
         AnalyticalModel().fit(cfgs, y, sample_weight=[1.0] * (len(cfgs) - 1))
     with pytest.raises(ValueError, match="sample_weight"):
         AnalyticalModel().fit(cfgs, y, sample_weight=[-1.0] * len(cfgs))
+
+
+@pytest.mark.slow
+def test_with_ten_measurements_several_priors_are_told_apart_across_types(space, blocks, phones, host, prior_models,
+                                                                          weights):
+    """10 measurements over six block types score almost nothing within a type; the host's LUT (x86) beside the
+    other phone must still be dropped for a phone target, by how each predicts types it has not seen."""
+    train = [b for b in blocks if b.key in host]
+    host_full = dict(zip((b.key for b in blocks),
+                         LatencyPredictor(seed=0).fit(train, [host[b.key] for b in train]).predict(blocks)))
+    priors = [phones["xiaomi11"], host_full]
+    target = phones["pixel4"]
+    cands = [b for b in blocks if b.key in target]
+    got = choose(cands, 10, lambda batch: [target[b.key] for b in batch], np.random.default_rng(0), priors,
+                 weights=weights)
+    cfgs = [b for b in cands if b.key in got]
+    blend = FewShotBlend(priors, [prior_models["xiaomi11"], None], everything=blocks, weights=weights)
+    blend.fit(cfgs, np.array([got[b.key] for b in cfgs]))
+    assert fewshot.scored_points(cfgs) < fewshot.MIN_SCORED
+    assert blend.names_ == ["prior0"]
+    assert blend.cross_misfit_[0] < blend.cross_misfit_[1] / fewshot.FewShotBlend().rival_ratio

@@ -219,8 +219,9 @@ def main() -> int:
                 for dst in args.devices:
                     if src != dst:
                         lines += transfer_rows(space, blocks, priors, models, src, dst, tb, args.transfer_seeds)
-            lines.append("| target (10 measurements: ≥ 90) | " + " | ".join(
-                f"≥ {100 * TRANSFER_TARGET[c]:g}" if c in TRANSFER_TARGET else "" for c, _ in COLS) + " |")
+            goal = TRANSFER_TARGET if tb >= 30 else {"subnet_acc5": 0.90}  # the issue's: 95% at 30, 90% at 10
+            lines.append(f"| target ({tb} measurements) | " + " | ".join(
+                f"≥ {100 * goal[c]:g}" if c in goal else "" for c, _ in COLS) + " |")
             lines.append("")
     lines.append(f"Total time {time.perf_counter() - t_start:.0f} s on this machine.")
     text = "\n".join(lines) + "\n"

@@ -188,7 +188,8 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
                    extra_of: Callable[[T], dict] | None = None, prefetched: bool = False,
                    replace: bool = False) -> dict[str, float]:
     """Convert (in a pool when asked, unless `prefetched`), measure and store each item (overwriting what
-    the store holds for it with `replace`); failures are recorded and skipped.
+    the store holds for it with `replace`); failures are recorded and skipped. With a runner that can
+    (`BatchRunner`), each cool-down batch of `protocol.batch_size` items is measured in one device command.
 
     Returns key -> latency_ms of the items measured now. Raises RunStopped on a lasting disconnect."""
     job = sess.job
@@ -228,12 +229,7 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
             continue
         t_measure = time.perf_counter()
         try:
-            if chunk > 1:
-                results = sess.measure_batch([m for _, m, _ in ready], [s for _, _, s in ready])
-            else:
-                results = [_measure_one(sess, ready[0][1], ready[0][2])]
-        except StoreError:
-            raise
+            results = _measure_ready(sess, [m for _, m, _ in ready], [s for _, _, s in ready], chunk > 1)
         except (DeviceDisconnected, DeviceOffline) as e:
             raise RunStopped(f"{e}; {summary.measured} {kind}s of this run are stored, re-run to resume") from e
         spent["measure"] += time.perf_counter() - t_measure
@@ -248,6 +244,22 @@ def measure_models(sess: DeviceSession, items: Sequence[T], kind: str, key_of: C
             bar.set_postfix_str(f"convert {spent['convert']:.0f} s, measure {spent['measure']:.0f} s", refresh=False)
             bar.update(1)
     return out
+
+
+def _measure_ready(sess: DeviceSession, models: list[Path], export_s: list[float],
+                   batch: bool) -> list[BlockResult | Exception]:
+    """Each model's result or error; in one device command when `batch`. A batch command that fails as a whole
+    (it timed out, its output is unreadable) is measured again model by model, so one bad model cannot fail the
+    others; a lost device or an unwritable store raises."""
+    if batch:
+        try:
+            return sess.measure_batch(models, export_s)
+        except (StoreError, DeviceDisconnected, DeviceOffline):
+            raise
+        except Exception as e:  # noqa: BLE001 - isolated below
+            log.warning("%s: measuring %d models in one command failed (%s); measuring them one by one",
+                        sess.target.serial, len(models), e)
+    return [_measure_one(sess, m, s) for m, s in zip(models, export_s)]
 
 
 def _measure_one(sess: DeviceSession, model: Path, export_s: float) -> BlockResult | Exception:

@@ -162,3 +162,29 @@ def test_batch_times_a_too_spread_model_again_in_its_process(tmp_path: Path, spa
         assert res.attempts == attempts == len(res.samples.info["spreads"])
         assert sample_stats(res.samples.samples_us)["spread"] == pytest.approx(min(res.samples.info["spreads"]))
     assert not list((tmp_path / "models").iterdir())  # pushed copies removed
+
+
+def test_a_batch_that_fails_as_a_whole_is_measured_model_by_model(tmp_path: Path) -> None:
+    from profiler.errors import DeviceDisconnected, DeviceError, RunnerError
+    from profiler.session import _measure_ready
+
+    class Sess:  # only what _measure_ready uses
+        target = LocalTarget(workdir=tmp_path)
+
+        def __init__(self, batch_error: Exception) -> None:
+            self.batch_error = batch_error
+
+        def measure_batch(self, models, export_s):
+            raise self.batch_error
+
+        def measure(self, model, export_s):
+            if model.name == "bad":
+                raise RunnerError("bad model")
+            return f"measured {model.name}"
+
+    models = [Path("a"), Path("bad"), Path("b")]
+    got = _measure_ready(Sess(DeviceError("command timed out")), models, [0.0] * 3, batch=True)
+    assert got[0] == "measured a" and got[2] == "measured b"
+    assert isinstance(got[1], RunnerError)
+    with pytest.raises(DeviceDisconnected):  # a lost device stops the run, as before
+        _measure_ready(Sess(DeviceDisconnected("gone")), models, [0.0] * 3, batch=True)

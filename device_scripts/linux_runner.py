@@ -137,7 +137,9 @@ def _forked(model: str, args: argparse.Namespace) -> None:
             line = json.dumps(measure(model, args, "fork"))
         except BaseException as e:  # noqa: BLE001 - the parent reports it for this model
             line = json.dumps({"model": model, "error": f"{type(e).__name__}: {e}"})
-        os.write(w, line.encode())
+        data = line.encode()
+        while data:  # a pipe may take a long line in parts
+            data = data[os.write(w, data):]
         os._exit(0)
     os.close(w)
     chunks = []

@@ -110,7 +110,7 @@ def _cache_jax_lowerings() -> None:
 
 
 def install() -> bool:
-    """Apply both (idempotent, this process only); False when disabled by MOBILEVIT_NAS_PLAIN_EXPORT."""
+    """Apply them all (idempotent, this process only); False when disabled by MOBILEVIT_NAS_PLAIN_EXPORT."""
     global _installed
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return False

@@ -121,7 +121,7 @@ def scored_points(cfgs: Sequence[BlockCfg]) -> int:
 
 
 # Below this many within-type scored points, several priors are ranked by `cross_type_misfit` (set a priori, not
-# tuned: the sampler's 10 picks over six types score 5 points, seeds 0-23; 30 picks score far more).
+# tuned: the sampler's 10 picks over six types score 5 points, seeds 0-23; any 30 picks score at least 24).
 MIN_SCORED = 6
 
 

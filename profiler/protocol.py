@@ -47,22 +47,6 @@ def _push(target: Target, model: Path) -> str:
     return remote
 
 
-def _retry(target: Target, runner: Runner, remote: str, settings: RunSettings, protocol: ProtocolSettings,
-           mask: str | None, best: tuple[Samples, dict[str, float]] | None, attempts: int,
-           ) -> tuple[tuple[Samples, dict[str, float]], int]:
-    """Measure until the spread is small enough or attempts run out; keep the attempt with the smallest spread."""
-    while best is None or (best[1]["spread"] > protocol.max_spread and attempts < protocol.max_attempts):
-        if best is not None:
-            log.info("%s: spread %.1f%% > %.1f%%, measuring again", posixpath.basename(remote),
-                     100 * best[1]["spread"], 100 * protocol.max_spread)
-        attempts += 1
-        samples = runner.measure(target, remote, settings, mask)
-        stats = sample_stats(samples.samples_us)
-        if best is None or stats["spread"] < best[1]["spread"]:
-            best = (samples, stats)
-    return best, attempts
-
-
 def measure_model(target: Target, runner: Runner, model: Path, settings: RunSettings, protocol: ProtocolSettings,
                   mask: str | None, export_s: float = 0.0) -> BlockResult:
     """Push a model file and measure it; keep the attempt with the smallest spread."""
@@ -70,9 +54,21 @@ def measure_model(target: Target, runner: Runner, model: Path, settings: RunSett
     target.shell(f"mkdir -p {sh_quote(posixpath.join(target.workdir, 'models'))}")
     remote = _push(target, model)
     push_s = time.perf_counter() - t0
+    best: tuple[Samples, dict[str, float]] | None = None
+    attempts = 0
     t1 = time.perf_counter()
-    best, attempts = _retry(target, runner, remote, settings, protocol, mask, None, 0)
+    while attempts < protocol.max_attempts:
+        attempts += 1
+        samples = runner.measure(target, remote, settings, mask)
+        stats = sample_stats(samples.samples_us)
+        if best is None or stats["spread"] < best[1]["spread"]:
+            best = (samples, stats)
+        if stats["spread"] <= protocol.max_spread:
+            break
+        log.info("%s: spread %.1f%% > %.1f%%, measuring again", model.name, 100 * stats["spread"],
+                 100 * protocol.max_spread)
     run_s = time.perf_counter() - t1
+    assert best is not None
     target.shell(f"rm -f {sh_quote(remote)}")
     return BlockResult(best[0], best[1], attempts, {"export_s": export_s, "push_s": push_s, "run_s": run_s})
 

@@ -33,6 +33,7 @@ from profiler.targets import Target, open_target
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -131,14 +132,14 @@ class DeviceSession:
             log.info("%s: cooling down: %s", self.target.serial, why)
             time.sleep(2.0)
 
-    def measure(self, model: Path, export_s: float) -> BlockResult:
-        """Measure; when the device drops mid-block, wait for it and measure that block again."""
+    def _reconnecting(self, work: Callable[[], R]) -> R:
+        """Run `work`; when the device drops mid-way, wait for it, prepare the runner again (a phone that
+        rebooted lost its files) and run `work` again, up to the protocol's retries."""
         for attempt in range(1, self.job.protocol.disconnect_retries + 2):
             try:
-                if attempt > 1:  # the device may have lost its files (e.g. a phone that rebooted)
+                if attempt > 1:
                     self.runner.prepare(self.target, self.job.run)
-                return measure_model(self.target, self.runner, model, self.job.run, self.job.protocol, self.mask,
-                                     export_s)
+                return work()
             except (DeviceDisconnected, DeviceOffline) as e:
                 if attempt > self.job.protocol.disconnect_retries:
                     raise
@@ -146,21 +147,17 @@ class DeviceSession:
                 self.target.reconnect(self.job.protocol.reconnect_s)
         raise AssertionError("unreachable")
 
+    def measure(self, model: Path, export_s: float) -> BlockResult:
+        """Measure; when the device drops mid-block, wait for it and measure that block again."""
+        return self._reconnecting(lambda: measure_model(self.target, self.runner, model, self.job.run,
+                                                        self.job.protocol, self.mask, export_s))
+
     def measure_batch(self, models: Sequence[Path], export_s: Sequence[float]) -> list[BlockResult | Exception]:
         """`measure` for several models in one device command (runners that can); the same retries."""
-        assert isinstance(self.runner, BatchRunner)
-        for attempt in range(1, self.job.protocol.disconnect_retries + 2):
-            try:
-                if attempt > 1:
-                    self.runner.prepare(self.target, self.job.run)
-                return measure_batch(self.target, self.runner, models, self.job.run, self.job.protocol, self.mask,
-                                     export_s)
-            except (DeviceDisconnected, DeviceOffline) as e:
-                if attempt > self.job.protocol.disconnect_retries:
-                    raise
-                log.warning("%s: %s; waiting for it to come back (retry %d)", self.target.serial, e, attempt)
-                self.target.reconnect(self.job.protocol.reconnect_s)
-        raise AssertionError("unreachable")
+        runner = self.runner
+        assert isinstance(runner, BatchRunner)
+        return self._reconnecting(lambda: measure_batch(self.target, runner, models, self.job.run, self.job.protocol,
+                                                        self.mask, export_s))
 
     def store_result(self, kind: str, key: str, res: BlockResult, started: float, extra: dict | None = None,
                      replace: bool = False) -> None:

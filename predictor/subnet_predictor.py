@@ -1,5 +1,5 @@
 """Network latency of subnets from one LUT: the sum of their blocks' in-network entries (the LUT's
-`predictor.composition` applied to the sums of alone entries and weight MB), vectorised in numpy."""
+`predictor.composition` applied to the sums of alone entries, weight MB per row count and ops), vectorised in numpy."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -9,7 +9,7 @@ import numpy as np
 from nas.blocks import parse_key
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
-from predictor.composition import Composition, n_ops, weight_mb
+from predictor.composition import Composition, n_ops
 from predictor.lut import Lut
 from predictor.lut_io import LutFormatError
 from predictor.subnet_index import SubnetIndexer
@@ -41,9 +41,10 @@ class SubnetPredictor:
         values = np.fromiter(flat.values(), dtype=float, count=len(flat))
         if self.composition is None:
             self._per_key = values[:, None]
-        else:  # per key: alone entry, weight MB and op count, summed per subnet alike
+        else:  # per key: alone entry, weight MB per probed row count and op count, summed per subnet alike
             cfgs = [parse_key(k) for k in flat]
-            self._per_key = np.column_stack([values, [weight_mb(c) for c in cfgs], [n_ops(c) for c in cfgs]])
+            by_rows = np.array([self.composition.by_tokens(c) for c in cfgs], dtype=float).reshape(len(cfgs), -1)
+            self._per_key = np.column_stack([values, by_rows, [n_ops(c) for c in cfgs]])
         self._sums = np.zeros((0, self._per_key.shape[1]))  # per stage id: the sums of its blocks' columns
 
     def _stage_sums(self, codes: np.ndarray) -> np.ndarray:
@@ -65,7 +66,7 @@ class SubnetPredictor:
             raise MissingKeyError(keys, row, self.indexer.space.name)
         if self.composition is None:
             return total[:, 0]
-        return self.composition.network_ms(total[:, 0], total[:, 1], total[:, 2])
+        return self.composition.network_ms(total[:, 0], total[:, 1:-1], total[:, -1])
 
     def predict(self, subnets: Sequence[Subnet]) -> np.ndarray:
         """Latency (ms) of each subnet. Raises InvalidSubnet, MissingKeyError."""

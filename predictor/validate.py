@@ -30,7 +30,7 @@ import numpy as np
 
 from nas.costs import subnet_costs
 from nas.export import export_subnet
-from nas.probes import weight_stream_curve
+from nas.probes import WeightStreamProbe, weight_stream_grid
 from nas.registry import create_space
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
@@ -198,16 +198,31 @@ def validate(cfg: ValidateConfig) -> dict:
         sess.close()
 
 
-def probe_curve(sess: DeviceSession) -> dict[float, float]:
-    """The weight-stream probes timed now (MB -> ms): the in-network term of the networks measured beside them."""
+def probe_curve(sess: DeviceSession) -> dict[WeightStreamProbe, float]:
+    """The weight-stream probes timed now (probe -> ms): the in-network term of the networks measured beside them."""
     done = measure_probes(sess, Summary(serial=sess.target.serial))
-    curve = weight_stream_curve(sess.job.protocol.probe_mb)
-    missing = [p.key for p in curve if p.key not in done]
+    grid = weight_stream_grid(sess.job.protocol.probe_mb, sess.job.protocol.probe_tokens)
+    missing = [p.key for p in grid if p.key not in done]
     if missing:
         raise ProfilerError(f"the weight-stream probe(s) {', '.join(missing)} could not be measured on "
                             f"{sess.target.serial} (see the store's failures table): without them block entries "
                             "cannot be composed into networks")
-    return {p.weight_mb: done[p.key] for p in curve}
+    return {p: done[p.key] for p in grid}
+
+
+def probe_composition(before: dict[WeightStreamProbe, float], after: dict[WeightStreamProbe, float]
+                      ) -> tuple[Composition, float, dict]:
+    """The composition from probes timed before and after the networks (their mean), how far the probes
+    moved (mean relative change over the grid: one noisy small probe is not a moved curve, a cache step
+    that moves the large ones is) and the probes for the report."""
+    mean = {p: (before[p] + after[p]) / 2 for p in before}
+    chains = {(p.tokens, p.weight_mb): ms for p, ms in mean.items() if p.layers > 1}
+    alone = {p.tokens: ms for p, ms in mean.items() if p.layers == 1}
+    alone_mb = next(p.weight_mb for p in mean if p.layers == 1)
+    shift = float(np.mean([abs(after[p] / before[p] - 1) for p in before]))
+    report = {"shift": shift, "probes": [{"key": p.key, "tokens": p.tokens, "weight_mb": p.weight_mb,
+                                          "before_ms": before[p], "after_ms": after[p]} for p in before]}
+    return Composition.from_probes(chains, alone, alone_mb), shift, report
 
 
 def reference_model(space: SearchSpace, fallback: Subnet, fmt: str) -> Path:
@@ -237,8 +252,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
     truth_by_key = measure_subnets(sess, order, space.stage_names, guard)
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
-    probe = Composition.from_probes({mb: (before[mb] + after[mb]) / 2 for mb in before})
-    curve_shift = max(abs(after[mb] / before[mb] - 1) for mb in before)
+    probe, curve_shift, probe_report = probe_composition(before, after)
     fitting = [s for s in fitting if subnet_key(s) in truth_by_key]
     held = [s for s in held if subnet_key(s) in truth_by_key]
     if len(held) < 2:
@@ -254,8 +268,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
                     **metrics.summary(pred, truth),
                     "fit": {"networks": len(fitting), "composition": composition.get_state()},
                     "composed_fit0": metrics.summary(fit0, truth), "block_sum": metrics.summary(plain, truth),
-                    "probes": {"weight_mb": list(probe.curve_mb), "before_ms": [before[m] for m in probe.curve_mb],
-                               "after_ms": [after[m] for m in probe.curve_mb], "shift": curve_shift}}
+                    "probes": probe_report}
     lut.meta[META_KEY] = composition.get_state()
     if cfg.lut_out:
         save_lut(lut, cfg.lut_out)

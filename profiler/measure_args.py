@@ -38,6 +38,8 @@ def add_measure_arguments(ap: argparse.ArgumentParser, runs: int = 50, export_wo
     g.add_argument("--seed", type=int, default=0, help="seed of the measuring order (and of any random pick)")
     g.add_argument("--probe-mb", type=positive_int, nargs="+", default=list(ProtocolSettings.probe_mb),
                    help="MB of weights of each weight-stream probe (the in-network term's curve)")
+    g.add_argument("--probe-tokens", type=positive_int, nargs="+", default=list(ProtocolSettings.probe_tokens),
+                   help="rows each weight-stream probe's layers multiply (one curve per row count)")
     g.add_argument("--export-workers", type=positive_int, default=export_workers,
                    help="convert models in this many processes before measuring (1 = convert as we go)")
 
@@ -48,5 +50,6 @@ def measure_settings_from_args(args: argparse.Namespace) -> MeasureSettings:
     run = RunSettings(runner=runner, backend=args.backend, threads=args.threads, warmup_runs=args.warmup,
                       num_runs=args.runs, cpu_mask=args.cpu_mask)
     return MeasureSettings(run, ProtocolSettings(max_spread=args.max_spread, seed=args.seed, batch_size=args.batch_size,
-                                                probe_mb=tuple(args.probe_mb)), args.benchmark_binary,
+                                                probe_mb=tuple(args.probe_mb), probe_tokens=tuple(args.probe_tokens)),
+                           args.benchmark_binary,
                            args.export_workers)

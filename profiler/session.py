@@ -284,17 +284,17 @@ PROBE_KIND = "probe"
 
 
 def measure_probes(sess: DeviceSession, summary: Summary, stop: threading.Event | None = None) -> dict[str, float]:
-    """The device probes (`nas.probes.weight_stream_curve` of the protocol's sizes), timed now: key -> latency_ms
+    """The device probes (`nas.probes.weight_stream_grid` of the protocol's sizes and rows), timed now: key -> ms
     (stored as kind 'probe'). Timed beside the networks they are used for, not with the blocks: the curve
     moves when a shared cache's other users change. A probe that fails is in the failures table."""
     from nas.export import export_probe  # torch and the converters load only once a device is ready
-    from nas.probes import weight_stream_curve
+    from nas.probes import weight_stream_grid
 
-    probes = weight_stream_curve(sess.job.protocol.probe_mb)
+    probes = weight_stream_grid(sess.job.protocol.probe_mb, sess.job.protocol.probe_tokens)
     with tqdm(total=len(probes), desc=f"{summary.serial} probes", unit="model", leave=False, dynamic_ncols=True) as bar:
         return measure_models(sess, probes, PROBE_KIND, lambda p: p.key,
                               partial(export_probe, fmt=sess.job.run.model_format), summary, bar, stop,
-                              lambda p: {"weight_mb": p.weight_mb}, replace=True)
+                              lambda p: {"weight_mb": p.weight_mb, "tokens": p.tokens}, replace=True)
 
 
 def open_session(job: ProfileJob, target: Target | None, summary: Summary) -> DeviceSession | None:

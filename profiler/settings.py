@@ -60,6 +60,8 @@ class ProtocolSettings:
     disconnect_retries: int = 3  # per block
     # MB of weights each weight-stream probe cycles through (nas.probes): the in-network term's curve
     probe_mb: tuple[int, ...] = (8, 16, 32, 48, 64, 96, 128)
+    # rows (tokens) each probe layer multiplies: cold weights cost a multi-row product more per MB
+    probe_tokens: tuple[int, ...] = (1, 4, 16, 64)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_spread) and self.max_spread > 0):
@@ -67,6 +69,9 @@ class ProtocolSettings:
         mb = list(self.probe_mb)
         if not mb or any(not isinstance(m, int) or m < 1 for m in mb) or mb != sorted(set(mb)):
             raise ValueError(f"--probe-mb {' '.join(map(str, mb))}: give increasing whole MB sizes >= 1")
+        tk = list(self.probe_tokens)
+        if not tk or any(not isinstance(m, int) or m < 1 for m in tk) or tk != sorted(set(tk)):
+            raise ValueError(f"--probe-tokens {' '.join(map(str, tk))}: give increasing whole row counts >= 1")
         if self.max_attempts < 1 or self.batch_size < 1:
             raise ValueError("max_attempts and batch_size must be >= 1")
 

@@ -14,7 +14,7 @@ import random
 import numpy as np
 import pytest
 
-from nas.costs import OP_KINDS
+from nas.costs import OP_KINDS, block_ops
 from nas.searchspace import InvalidSubnet
 from predictor import metrics
 from predictor.analytical import AnalyticalModel, NotFittedError
@@ -129,18 +129,30 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     plain = np.array([sum(lut[b.key] for b in space.blocks_of(s)) for s in subnets])
     np.testing.assert_allclose(predict_subnets(lut, subnets, space), plain, rtol=1e-12)
     nets = [[(b, lut[b.key]) for b in space.blocks_of(s)] for s in subnets]
-    # in a network each block re-fetches its weights; the probes say 0.04 ms/MB up to 48 MB, 0.08 from 64 MB
-    probe = Composition.from_probes({8: 0.32, 48: 1.92, 64: 5.12, 128: 10.24})
+    # in a network each block re-fetches its weights. The probes: one-row layers cost 0.03 ms/MB more in a
+    # chain than alone up to 48 MB and 0.07 from 64 MB; 16-row layers 0.06 and 0.12
+    sizes, extra = [8.0, 48.0, 64.0, 128.0], {1: [0.03, 0.03, 0.07, 0.07], 16: [0.06, 0.06, 0.12, 0.12]}
+    alone = {1: 0.01, 16: 0.05}  # one 1 MB layer alone
+    chains = {(t, mb): mb * (alone[t] + e) for t, es in extra.items() for mb, e in zip(sizes, es)}
+    probe = Composition.from_probes(chains, alone)
     w_net = np.array([sum(weight_mb(b) for b, _ in n) for n in nets])
     assert w_net.min() < 48 and w_net.max() > 64  # the space spans both sides of the step
-    per_mb = np.interp(np.clip(w_net, 8, 128), [8, 48, 64, 128], [0.32, 1.92, 5.12, 10.24]) / np.clip(w_net, 8, 128)
-    truth = np.array([sum(ms + p * weight_mb(b) for b, ms in n) for n, p in zip(nets, per_mb)])
+
+    def in_network(cfg, w):  # op by op: its rows' cost per MB, linear in log rows between 1 and 16, clamped
+        per_mb = {t: np.interp(np.clip(w, 8, 128), sizes, es) for t, es in extra.items()}
+        frac = [min(max(np.log(max(op.work_items, 1)) / np.log(16), 0.0), 1.0) for op in block_ops(cfg)]
+        return sum(op.weight_bytes / 2**20 * ((1 - f) * per_mb[1] + f * per_mb[16])
+                   for op, f in zip(block_ops(cfg), frac))
+
+    assert {op.work_items for b in blocks for op in block_ops(b)} >= {1, 16, 64}  # rows below, at and beyond
+    weights = np.array([sum(in_network(b, w) for b, _ in n) for n, w in zip(nets, w_net)])
+    truth = plain + weights
     np.testing.assert_allclose(probe.predict(nets), truth, rtol=1e-12)
     np.testing.assert_allclose(SubnetPredictor(lut, space, probe).predict(subnets), truth, rtol=1e-9)
     np.testing.assert_allclose([sum(probe.entries(n)) for n in nets[:5]], truth[:5], rtol=1e-12)  # entries sum up
-    assert probe.ms_per_weight_mb(1.0) == pytest.approx(0.04) and probe.ms_per_weight_mb(500.0) == pytest.approx(0.08)
+    np.testing.assert_allclose(probe.extra_ms_per_mb([1.0, 500.0]), [[0.03, 0.06], [0.07, 0.12]])
     # the device is 10% slower and its weights cost 1.3x what the probes say: a fit on a few networks finds it
-    slower = np.array([1.1 * sum(ms + 1.3 * p * weight_mb(b) for b, ms in n) for n, p in zip(nets, per_mb)])
+    slower = 1.1 * (plain + 1.3 * weights)
     fitted = probe.fit(nets[:10], slower[:10], ridge=1e-9)
     assert fitted.scale == pytest.approx(1.1, rel=1e-6) and fitted.weight_scale == pytest.approx(1.3, rel=1e-6)
     assert fitted.fitted_networks == 10 and fitted.curve_ms == probe.curve_ms
@@ -336,19 +348,25 @@ def test_missing_lut_key_names_the_key(space, blocks, device):
 
 
 def test_composition_state_is_versioned_and_checked():
-    comp = Composition.from_probes({8: 0.3, 32: 1.2, 64: 4.0})
+    comp = Composition.from_probes({(1, 8): 0.3, (1, 32): 1.2, (1, 64): 4.0, (4, 8): 0.4, (4, 32): 1.6, (4, 64): 5.0},
+                                   {1: 0.01, 4: 0.02})
     state = comp.get_state()
-    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 3
+    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 4
     assert Composition.from_state(json.loads(json.dumps(state))) == comp
     v1 = {"format": "mobilevit-nas/composition", "format_version": 1, "ms_per_weight_mb": 0.036, "scale": 1.0}
-    for bad, msg in [(v1, "version 1 cannot be read.*made another way"), ({**state, "format": "x"}, "'x'"),
+    v3 = {**state, "format_version": 3, "curve_ms": [0.3, 1.2, 4.0]}  # one curve for all rows: made another way
+    for bad, msg in [(v1, "version 1 cannot be read.*made another way"), (v3, "version 3 cannot be read"),
+                     ({**state, "format": "x"}, "'x'"), ({**state, "tokens": [4, 1]}, "must increase"),
                      ({**state, "scale": -1.0}, "non-positive"), ({**state, "extra": 1.0}, "malformed"),
-                     ({**state, "curve_mb": [8, 64, 32]}, "must increase"), ({**state, "curve_ms": [1.0]}, "positive"),
-                     ({**state, "curve_ms": [0.3, 1.2, -4.0]}, "positive")]:
+                     ({**state, "curve_mb": [8, 64, 32]}, "must increase"),
+                     ({**state, "curve_ms": [[1.0]]}, "positive"), ({**state, "alone_ms": [0.01]}, "positive"),
+                     ({**state, "curve_ms": [[0.3, 1.2, -4.0], [0.4, 1.6, 5.0]]}, "positive")]:
         with pytest.raises(LutFormatError, match=msg):
             Composition.from_state(bad)
-    with pytest.raises(ValueError, match="not usable"):
-        Composition.from_probes({8: 0.0})
+    with pytest.raises(ValueError, match="not a usable grid"):
+        Composition.from_probes({(1, 8): 0.0}, {1: 0.01})
+    with pytest.raises(ValueError, match="missing"):  # a row count without its one-layer reference, a hole
+        Composition.from_probes({(1, 8): 0.3, (4, 8): 0.4, (4, 32): 1.6}, {1: 0.01})
 
 
 def test_lut_made_before_entries_composed_is_refused(space):
@@ -386,7 +404,7 @@ def test_predict_cli_prints_one_json_line_per_subnet(tmp_path, capsys, space):
     assert plain[0]["subnet"] == "T1" and plain[1]["subnet"] == space.subnet("S1").to_dict(space.stage_names)
     assert plain[0]["latency_ms"] == pytest.approx(SubnetPredictor(lut, space).predict([space.subnet("T1")])[0])
     assert "no in-network composition" in out.err
-    lut.meta[META_KEY] = Composition.from_probes({32: 1.0}).get_state()
+    lut.meta[META_KEY] = Composition.from_probes({(1, 32): 1.0}, {1: 0.01}).get_state()
     save_lut(lut, tmp_path / "lut.json")
     assert predict_main(["--lut", str(tmp_path / "lut.json"), "--subnet", "T1"]) == 0
     composed = json.loads(capsys.readouterr().out)
@@ -420,3 +438,13 @@ def test_block_features_and_models_are_per_family(tmp_path):
         loaded.predict(create_space("elasticvit").enumerate_blocks()[:3])
     with pytest.raises(ValueError, match="families"):
         feature_matrix([eff[0], create_space("elasticvit").enumerate_blocks()[0]])
+
+
+def test_one_pick_of_a_type_is_its_typical_block():
+    from predictor.sampler import _maximin
+
+    pts = np.array([[0.0], [1.0], [2.0], [10.0]])
+    share = np.array([1.0, 1.0, 1.0, 0.0])  # the far block carries no subnet latency: the centre is at 1
+    assert {tuple(_maximin(pts, 1, np.random.default_rng(s), share)) for s in range(10)} == {(1,)}
+    spread = {tuple(_maximin(pts, 2, np.random.default_rng(s), share)) for s in range(20)}
+    assert len(spread) > 1 and all(3 in p for p in spread)  # more picks: farthest-point from a random start

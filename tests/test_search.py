@@ -131,7 +131,7 @@ def test_search_job_refuses_impossible_values_and_run_returns_the_json_document(
 def test_composition_saved_with_the_lut_is_applied(tmp_path: Path, space, capsys):
     lut = open_lut("pixel4")
     sub = space.subnet("T1")
-    comp = Composition.from_probes({16: 0.6, 40: 1.6, 64: 5.0})
+    comp = Composition.from_probes({(1, 16): 0.6, (1, 40): 1.6, (1, 64): 5.0}, {1: 0.01})
     lut.meta[META_KEY] = comp.get_state()
     save_lut(lut, tmp_path / "lut.json")
     loaded = open_lut(tmp_path / "lut.json")

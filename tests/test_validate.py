@@ -19,7 +19,7 @@ from profiler.errors import ProfilerError
 from profiler.run import main as run_main
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--runs", "5", "--warmup", "1", "--probe-mb", "2", "4"]
+FAST = ["--runs", "5", "--warmup", "1", "--probe-mb", "2", "4", "--probe-tokens", "1", "4"]
 
 def test_subnets_spread_over_macs_range():
     space = create_space("elasticvit")
@@ -57,8 +57,10 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     held = {p["subnet"] for p in report["pairs"]}
     assert len(held) == 2 and not held & {p["subnet"] for p in report["fit_pairs"]}  # scored on unseen networks
     assert all(p["measured_ms"] > 0 and p["predicted_ms"] > p["plain_ms"] > 0 for p in report["pairs"])
-    probes = report["probes"]
-    assert probes["weight_mb"] == [2.0, 4.0] and all(ms > 0 for ms in probes["before_ms"] + probes["after_ms"])
+    probes = report["probes"]["probes"]  # each row count: its one-layer reference, then the sizes
+    assert [(p["tokens"], p["weight_mb"]) for p in probes] == [(t, mb) for t in (1, 4) for mb in (1.0, 2.0, 4.0)]
+    assert all(p["before_ms"] > 0 and p["after_ms"] > 0 for p in probes) and report["probes"]["shift"] >= 0
+    assert report["fit"]["composition"]["tokens"] == [1, 4]
     assert report["noise_floor_reference"]["checks"] >= 2  # before and after the chunk
     assert Path(report["plot"]).stat().st_size > 10_000
     # one file carries the LUT and its composition; the search and predictor.predict read it
@@ -73,7 +75,7 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
         assert c.execute("SELECT COUNT(*) FROM measurements WHERE kind='network'").fetchone()[0] == 4
         # validate's probes: the timing after the networks replaced the one before (both are in the report)
         rows = c.execute("SELECT key, latency_ms FROM measurements WHERE kind='probe' ORDER BY key").fetchall()
-        assert [r[1] for r in rows] == probes["after_ms"]
+        assert dict(rows) == {p["key"]: p["after_ms"] for p in probes}
 
 
 @pytest.mark.slow

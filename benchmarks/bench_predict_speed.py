@@ -52,7 +52,9 @@ def main() -> int:
     # Any LUT values will do for timing; a seeded random one keeps the script self-contained.
     rng = np.random.default_rng(args.seed)
     lut = {b.key: float(v) for b, v in zip(blocks, rng.uniform(0.05, 5.0, len(blocks)))}
-    composition = Composition.from_probes({8: 0.3, 32: 1.3, 64: 4.0, 128: 9.0})
+    sizes, rows = (8, 32, 64, 128), (1, 4, 16, 64)  # the default probe grid's shape (values: any will do)
+    composition = Composition.from_probes({(t, mb): mb * (0.04 + 0.01 * t) for t in rows for mb in sizes},
+                                          {t: 0.01 * t for t in rows})
     r = random.Random(args.seed)
     subnets = [space.sample(r) for _ in range(args.n)]
     t0 = time.perf_counter()

@@ -67,8 +67,8 @@ class ProtocolSettings:
         if not (math.isfinite(self.max_spread) and self.max_spread > 0):
             raise ValueError(f"--max-spread {self.max_spread} must be a positive number")
         mb = list(self.probe_mb)
-        if not mb or any(not isinstance(m, int) or m < 1 for m in mb) or mb != sorted(set(mb)):
-            raise ValueError(f"--probe-mb {' '.join(map(str, mb))}: give increasing whole MB sizes >= 1")
+        if not mb or any(not isinstance(m, int) or m < 2 for m in mb) or mb != sorted(set(mb)):  # 1: the reference
+            raise ValueError(f"--probe-mb {' '.join(map(str, mb))}: give increasing whole MB sizes >= 2")
         tk = list(self.probe_tokens)
         if not tk or any(not isinstance(m, int) or m < 1 for m in tk) or tk != sorted(set(tk)):
             raise ValueError(f"--probe-tokens {' '.join(map(str, tk))}: give increasing whole row counts >= 1")

@@ -42,6 +42,15 @@ def test_validate_refuses_without_measurements(tmp_path: Path, capsys):
     assert "profiler.run --serial local --budget" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, msg", [
+    (["--probe-tokens", "4", "1"], "--probe-tokens 4 1: give increasing"),
+    (["--probe-mb", "1", "8"], "--probe-mb 1 8: give increasing whole MB sizes >= 2")])
+def test_a_bad_probe_grid_is_a_one_line_error(tmp_path: Path, capsys, flags, msg):
+    assert validate_main(["--serial", "local", "--store", str(tmp_path / "m.sqlite"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_validate_on_this_host(tmp_path: Path, capsys):
     store = tmp_path / "m.sqlite"

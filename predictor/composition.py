@@ -131,10 +131,13 @@ class Composition:
                    ops: np.ndarray | float) -> np.ndarray:
         """Sum of a network's in-network entries from the sums of its alone entries, its weight MB per probed
         row count (last axis, `by_tokens` summed over its blocks) and its ops."""
-        wb = np.asarray(weight_mb_by_row, dtype=float)
-        extra = (wb * self.extra_ms_per_mb(wb.sum(-1))).sum(-1)
-        return self.scale * (np.asarray(alone_ms, dtype=float) + self.weight_scale * extra
+        return self.scale * (np.asarray(alone_ms, dtype=float) + self.weight_scale * self._weights_ms(weight_mb_by_row)
                              + self.ms_per_op * np.asarray(ops, dtype=float))
+
+    def _weights_ms(self, weight_mb_by_row: np.ndarray) -> np.ndarray:
+        """A network's in-network weight term (before weight_scale) from its weight MB per probed row count."""
+        wb = np.asarray(weight_mb_by_row, dtype=float)
+        return (wb * self.extra_ms_per_mb(wb.sum(-1))).sum(-1)
 
     def entries(self, network: Network) -> list[float]:
         """Each block's in-network entry (ms); they sum to the network's prediction."""
@@ -162,8 +165,7 @@ class Composition:
             return self
         # y = a * alone + b * weights + c * ops: a = scale, b = scale * weight_scale, c = scale * ms_per_op
         alone, wb, ops = self._sums(networks)
-        extra = (wb * self.extra_ms_per_mb(wb.sum(-1))).sum(-1)
-        a = np.column_stack([alone, extra, ops]) / y[:, None]
+        a = np.column_stack([alone, self._weights_ms(wb), ops]) / y[:, None]
         prior = self.scale * np.array([1.0, self.weight_scale, self.ms_per_op])
         lam = ridge * np.diag(np.maximum((a ** 2).mean(axis=0), 1e-12))
         theta = np.linalg.solve(a.T @ a + lam, a.T @ np.ones_like(y) + lam @ prior)

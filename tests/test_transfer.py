@@ -58,10 +58,10 @@ def weights(space, blocks) -> dict[str, float]:
     return subnet_weights(space, blocks, random.Random(0), n=1000)
 
 
-def _measure_from(lut, blocks, prior, weights, seed: int = 0):
-    """(cfgs, ms) of BUDGET blocks the sampler picks among the keys `lut` has."""
+def _measure_from(lut, blocks, prior, weights, seed: int = 0, budget: int = BUDGET):
+    """(cfgs, ms) of `budget` blocks the sampler picks among the keys `lut` has."""
     cands = [b for b in blocks if b.key in lut]
-    got = choose(cands, BUDGET, lambda batch: [lut[b.key] for b in batch], np.random.default_rng(seed), prior,
+    got = choose(cands, budget, lambda batch: [lut[b.key] for b in batch], np.random.default_rng(seed), prior,
                  weights=weights)
     cfgs = [b for b in cands if b.key in got]
     return cfgs, np.array([got[b.key] for b in cfgs])
@@ -78,15 +78,20 @@ def test_misfit_is_small_between_phones_and_large_from_a_phone_to_the_host(block
 
 @pytest.mark.slow
 def test_a_fitting_prior_is_kept_and_beats_no_prior(blocks, phones, prior_models, weights):
+    """10 measurements (at 30 the prior-free model is about as good on this pair and may win the test)."""
     target = phones["pixel4"]
-    cfgs, y = _measure_from(target, blocks, phones["xiaomi11"], weights)
+    cfgs, y = _measure_from(target, blocks, phones["xiaomi11"], weights, budget=10)
     rest = [b for b in blocks if b.key not in {c.key for c in cfgs}]
     truth = np.array([target[b.key] for b in rest])
     blend = FewShotBlend([phones["xiaomi11"]], [prior_models["xiaomi11"]], everything=blocks, weights=weights)
     blend.fit(cfgs, y)
     assert blend.names_ == ["prior0"]
     free = fit_free(cfgs, y, weights)
-    assert metrics.mape(blend.predict(rest), truth) < metrics.mape(free.predict(rest), truth)
+    share = np.array([weights.get(b.key, 0.0) for b in rest]) * truth  # what subnet sums weigh a block by
+
+    def error(pred: np.ndarray) -> float:
+        return float(np.sum(share * np.abs(np.log(pred / truth))) / share.sum())
+    assert error(blend.predict(rest)) < 0.8 * error(free.predict(rest))
 
 
 @pytest.mark.slow

@@ -41,6 +41,13 @@ class Lut:
     def flat(self) -> dict[str, float]:
         return {k: e.latency_ms for k, e in self.entries.items()}
 
+    def scaled(self, factor: float) -> "Lut":
+        """Every entry times `factor` (sources and meta kept): the device's speed now, measured by re-timed blocks."""
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f"scale factor {factor!r} must be positive and finite")
+        return Lut(self.device, self.backend, self.space,
+                   {k: LutEntry(e.latency_ms * factor, e.source) for k, e in self.entries.items()}, dict(self.meta))
+
     def count(self, source: Source) -> int:
         return sum(e.source == source for e in self.entries.values())
 

@@ -8,7 +8,9 @@ fingerprint, read first), fills the LUT and makes its entries compose from the d
 weight-stream probes (`predictor.composition`), timed before and after the networks. Then it
 exports and measures two disjoint sets of whole subnets with the same run settings as `profiler.run`:
 `--fit N` networks (spread over the MACs range; may be 0) on which the composition is refined, and
-`--n M` held-out networks drawn at random from the space, used for nothing but the score. The
+`--n M` held-out networks drawn at random from the space, used for nothing but the score. `--anchors K`
+of the measured blocks are timed again before and after the networks: every entry is rescaled by their
+median drift since the store's run (a shared host or a phone runs at another speed an hour later). The
 held-out figures are the report's top level (`n`, `acc10`, `acc5`, `mape`, `rmse_ms`); the plain sum
 of alone entries and the probe-only composition are beside them. A reference network is re-timed
 around every chunk (disturbed periods are waited out, a chunk that ends disturbed is measured again)
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nas.blocks import BlockCfg, parse_key
 from nas.costs import subnet_costs
 from nas.export import export_subnet
 from nas.probes import WeightStreamProbe, weight_stream_grid
@@ -45,7 +48,7 @@ from profiler.measure_args import add_measure_arguments, measure_settings_from_a
 from profiler.networks import Guard, measure_subnets, subnet_key
 from profiler.prefetch import default_workers
 from profiler.protocol import measure_model
-from profiler.session import DeviceSession, ProfileJob, Summary, measure_probes
+from profiler.session import DeviceSession, ProfileJob, Summary, measure_anchors, measure_probes
 from profiler.settings import MeasureSettings
 from profiler.store import DEFAULT_STORE
 from profiler.targets import open_target
@@ -70,12 +73,15 @@ class ValidateConfig:
     noise_networks: int = 3
     noise_repeats: int = 5
     max_noise: float = 0.02  # flag the run when the noise floor's CV exceeds this
+    anchors: int = 24  # measured blocks re-timed around the networks (0: entries as stored)
 
     def __post_init__(self) -> None:
         if self.n < 2:
             raise ValueError("--n must be at least 2")
         if self.fit < 0:
             raise ValueError("--fit must be >= 0")
+        if self.anchors < 0:
+            raise ValueError("--anchors must be >= 0")
         if self.noise_networks < 0 or self.noise_repeats < 2:
             raise ValueError("--noise-networks must be >= 0 and --noise-repeats >= 2")
 
@@ -166,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--noise-networks", type=int, default=3, help="networks re-measured for the noise floor")
     ap.add_argument("--noise-repeats", type=int, default=5)
     ap.add_argument("--max-noise", type=float, default=0.02, help="flag the run when the noise floor's CV exceeds this")
+    ap.add_argument("--anchors", type=int, default=24, help="measured blocks timed again before and after the "
+                    "networks; entries are rescaled by their drift since they were stored (0: as stored)")
     add_measure_arguments(ap, export_workers=default_workers())
     return ap
 
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = ValidateConfig(args.serial, measure_settings_from_args(args), args.store, args.space, args.n, args.fit,
                              args.json, args.plot, args.lut_out, args.noise_networks, args.noise_repeats,
-                             args.max_noise)
+                             args.max_noise, args.anchors)
         report = validate(cfg)
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if report["noisy"]:
         print(f"warning: {report['noisy']}", file=sys.stderr)
     print(json.dumps({k: report[k] for k in ("n", "acc10", "acc5", "mape", "rmse_ms", "fit", "composed_fit0",
-                                             "block_sum", "noise_floor", "noisy")}))
+                                             "block_sum", "anchors", "noise_floor", "noisy")}))
     return 0
 
 
@@ -225,6 +233,33 @@ def probe_composition(before: dict[WeightStreamProbe, float], after: dict[Weight
     return Composition.from_probes(chains, alone, alone_mb), shift, report
 
 
+def pick_anchors(measured: dict[str, float], n: int, seed: int) -> list[BlockCfg]:
+    """`n` of the measured blocks (seeded), spread over block types in proportion to how many each has."""
+    keys = sorted(measured)
+    by_type: dict[str, list[str]] = {}
+    for k in random.Random(seed).sample(keys, len(keys)):
+        by_type.setdefault(parse_key(k).type, []).append(k)
+    picks: list[str] = []
+    while len(picks) < min(n, len(keys)):  # round-robin over types, the largest first
+        for t in sorted(by_type, key=lambda t: -len(by_type[t])):
+            if by_type[t] and len(picks) < n:
+                picks.append(by_type[t].pop())
+    return [parse_key(k) for k in picks]
+
+
+def anchor_drift(stored: dict[str, float], before: dict[str, float], after: dict[str, float]) -> dict:
+    """How much slower (> 1) the device runs the anchors now than when they were stored: the median over anchors
+    of their mean time now / stored time; `shift`: how far they moved between before and after the networks."""
+    both = [k for k in before if k in after and k in stored]
+    if not both:
+        raise ProfilerError("no anchor block could be timed both before and after the networks "
+                            "(see the store's failures table); re-run, or --anchors 0 to use the entries as stored")
+    ratios = np.array([(before[k] + after[k]) / 2 / stored[k] for k in both])
+    return {"blocks": len(both), "factor": float(np.median(ratios)),
+            "p10": float(np.percentile(ratios, 10)), "p90": float(np.percentile(ratios, 90)),
+            "shift": float(np.median([abs(after[k] / before[k] - 1) for k in both]))}
+
+
 def reference_model(space: SearchSpace, fallback: Subnet, fmt: str) -> Path:
     """The guard's reference: a mid-size released network (else `fallback`), converted."""
     released = list(space.released.values())
@@ -243,7 +278,11 @@ def _networks(space: SearchSpace, lut: Lut, subnets: list[Subnet]) -> list[Netwo
 
 def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> dict:
     serial, run, seed = sess.target.serial, cfg.settings.run, cfg.settings.protocol.seed
-    lut = fit_lut(space, sess.measured(), serial, run.backend, seed)
+    measured = sess.measured()
+    stored = fit_lut(space, measured, serial, run.backend, seed)
+    anchors = pick_anchors({k: v for k, v in measured.items() if k in stored.entries}, cfg.anchors, seed + 3)
+    summary = Summary(serial=serial)
+    anchors_before = measure_anchors(sess, anchors, summary) if anchors else {}
     before = probe_curve(sess)
     fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
     guard = Guard(reference_model(space, held[0], run.model_format))
@@ -252,6 +291,10 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
     truth_by_key = measure_subnets(sess, order, space.stage_names, guard)
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
+    drift = anchor_drift(measured, anchors_before, measure_anchors(sess, anchors, summary)) if anchors else None
+    lut = stored.scaled(drift["factor"]) if drift else stored
+    if drift:
+        lut.meta["anchor_drift"] = drift["factor"]
     probe, curve_shift, probe_report = probe_composition(before, after)
     fitting = [s for s in fitting if subnet_key(s) in truth_by_key]
     held = [s for s in held if subnet_key(s) in truth_by_key]
@@ -262,12 +305,14 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     pred = SubnetPredictor(lut, space, composition).predict(held)
     plain = SubnetPredictor(lut, space, plain=True).predict(held)
     fit0 = SubnetPredictor(lut, space, probe).predict(held)
+    fit0_stored = SubnetPredictor(stored, space, probe).predict(held)
     report: dict = {"format": REPORT_FORMAT, "format_version": REPORT_VERSION, "device": serial,
                     "fingerprint": sess.fingerprint.hash, "space": space.name, "n": len(held),
                     "prediction": f"composed block entries, refined on {len(fitting)} other networks",
                     **metrics.summary(pred, truth),
                     "fit": {"networks": len(fitting), "composition": composition.get_state()},
                     "composed_fit0": metrics.summary(fit0, truth), "block_sum": metrics.summary(plain, truth),
+                    "composed_fit0_as_stored": metrics.summary(fit0_stored, truth), "anchors": drift,
                     "probes": probe_report}
     lut.meta[META_KEY] = composition.get_state()
     if cfg.lut_out:
@@ -277,6 +322,8 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     report["noise_floor_reference"] = guard.report()
     cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"]]
     why = [f"CV {100 * max(cvs):.1f}% > {100 * cfg.max_noise:.1f}%"] if max(cvs) > cfg.max_noise else []
+    if drift and drift["shift"] > guard.tolerance:
+        why.append(f"the anchor blocks moved {100 * drift['shift']:.0f}% between the start and the end")
     if curve_shift > guard.tolerance:
         why.append(f"the weight-stream probes moved {100 * curve_shift:.0f}% between the start and the end")
     report["noisy"] = (f"the device was noisy during this run ({'; '.join(why)}): its figures are not meaningful; "

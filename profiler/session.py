@@ -297,6 +297,19 @@ def measure_probes(sess: DeviceSession, summary: Summary, stop: threading.Event 
                               lambda p: {"weight_mb": p.weight_mb, "tokens": p.tokens}, replace=True)
 
 
+ANCHOR_KIND = "anchor"
+
+
+def measure_anchors(sess: DeviceSession, cfgs: Sequence[BlockCfg], summary: Summary) -> dict[str, float]:
+    """Blocks the store already holds, timed again now (stored as kind 'anchor', their block rows untouched):
+    how far the device's speed has drifted since the blocks were measured. Key -> ms of those measured."""
+    from nas.export import export_block  # torch and the converters load only once a device is ready
+
+    with tqdm(total=len(cfgs), desc=f"{summary.serial} anchors", unit="block", leave=False, dynamic_ncols=True) as bar:
+        return measure_models(sess, list(cfgs), ANCHOR_KIND, lambda b: b.key,
+                              partial(export_block, fmt=sess.job.run.model_format), summary, bar, None, replace=True)
+
+
 def open_session(job: ProfileJob, target: Target | None, summary: Summary) -> DeviceSession | None:
     try:
         sess = DeviceSession(job, target)

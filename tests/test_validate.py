@@ -13,7 +13,7 @@ from nas.registry import create_space
 from nas.search import main as search_main
 from predictor.composition import Composition
 from predictor.lut_io import open_lut
-from predictor.validate import draw_networks, spread_over_macs
+from predictor.validate import anchor_drift, draw_networks, pick_anchors, spread_over_macs
 from predictor.validate import main as validate_main
 from profiler.errors import ProfilerError
 from profiler.run import main as run_main
@@ -58,7 +58,7 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     out = tmp_path / "report.json"
     assert validate_main(["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out),
                           "--noise-networks", "1", "--noise-repeats", "2", "--lut-out", str(tmp_path / "lut.json"),
-                          *FAST]) == 0
+                          "--anchors", "4", *FAST]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     report = json.loads(out.read_text())
     assert {"n", "acc10", "acc5", "mape", "rmse_ms", "fit", "composed_fit0", "block_sum"} <= set(report)
@@ -85,6 +85,15 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
         # validate's probes: the timing after the networks replaced the one before (both are in the report)
         rows = c.execute("SELECT key, latency_ms FROM measurements WHERE kind='probe' ORDER BY key").fetchall()
         assert dict(rows) == {p["key"]: p["after_ms"] for p in probes}
+        # the anchors: re-timed under their own kind, the stored blocks untouched; every entry rescaled by the drift
+        anchors = dict(c.execute("SELECT key, latency_ms FROM measurements WHERE kind='anchor'").fetchall())
+        blocks = dict(c.execute("SELECT key, latency_ms FROM measurements WHERE kind='block'").fetchall())
+    drift = report["anchors"]
+    assert len(anchors) == drift["blocks"] == 4 and set(anchors) <= set(blocks) and len(blocks) == 24
+    assert drift["p10"] <= drift["factor"] <= drift["p90"] and drift["shift"] >= 0
+    assert lut.meta["anchor_drift"] == drift["factor"] and {"acc10", "mape"} <= set(report["composed_fit0_as_stored"])
+    for key, ms in blocks.items():
+        assert lut.entries[key].latency_ms == pytest.approx(ms * drift["factor"], rel=1e-9)
 
 
 @pytest.mark.slow
@@ -105,6 +114,21 @@ def test_validate_on_an_android_device_through_benchmark_model(loopback_device, 
         runners = c.execute("SELECT DISTINCT runner FROM measurements WHERE kind='network'").fetchall()
         devices = c.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
     assert runners == [("tflite-benchmark",)] and devices == 1
+
+
+def test_anchors_spread_over_types_and_drift_is_their_median_ratio():
+    blocks = create_space("elasticvit").enumerate_blocks()
+    measured = dict.fromkeys([b.key for b in blocks if b.type == "conv"][:3]
+                             + [b.key for b in blocks if b.type == "transffn"][:2], 1.0)
+    picks = pick_anchors(measured, 4, seed=0)
+    assert len({p.key for p in picks}) == 4 and {p.type for p in picks} == {"conv", "transffn"}
+    assert pick_anchors(measured, 4, seed=0) == picks and len(pick_anchors(measured, 9, seed=0)) == 5
+    stored = {"a": 1.0, "b": 2.0, "c": 4.0}
+    drift = anchor_drift(stored, {"a": 1.1, "b": 2.0, "c": 4.8}, {"a": 1.1, "b": 2.4, "c": 4.8})
+    assert drift["factor"] == pytest.approx(1.1) and drift["blocks"] == 3  # ratios 1.1, 1.1, 1.2
+    assert drift["shift"] == pytest.approx(0.0)  # median of 0, 0.2, 0
+    with pytest.raises(ProfilerError, match="anchor"):
+        anchor_drift(stored, {"a": 1.0}, {"b": 2.0})
 
 
 def test_guard_waits_out_a_disturbed_period(tmp_path: Path):

@@ -28,9 +28,17 @@ from nas.blocks import BLOCK_TYPES  # noqa: E402
 from nas.registry import create_space  # noqa: E402
 from predictor import metrics  # noqa: E402
 from predictor.composition import weight_mb  # noqa: E402
-from predictor.validate import draw_networks, fit_lut, probe_composition, probe_curve, reference_model  # noqa: E402
+from predictor.validate import (  # noqa: E402
+    anchor_drift,
+    draw_networks,
+    fit_lut,
+    pick_anchors,
+    probe_composition,
+    probe_curve,
+    reference_model,
+)
 from profiler.networks import Guard, measure_subnets, subnet_key  # noqa: E402
-from profiler.session import DeviceSession, ProfileJob  # noqa: E402
+from profiler.session import DeviceSession, ProfileJob, Summary, measure_anchors  # noqa: E402
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings  # noqa: E402
 from profiler.targets import open_target  # noqa: E402
 
@@ -71,6 +79,7 @@ def main() -> int:
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--anchors", type=int, default=24, help="measured blocks re-timed around the networks, as validate")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "network_composition.md")
     args = ap.parse_args()
     space = create_space("elasticvit")
@@ -79,15 +88,21 @@ def main() -> int:
     target = open_target(args.serial)
     sess = DeviceSession(ProfileJob(target.serial, (), settings, args.store), target)
     try:
-        lut = fit_lut(space, sess.measured(), target.serial, args.backend, args.seed)
+        measured = sess.measured()
+        stored = fit_lut(space, measured, target.serial, args.backend, args.seed)
+        anchors = pick_anchors(measured, args.anchors, args.seed + 3)
+        summary = Summary(serial=target.serial)
+        anchors_before = measure_anchors(sess, anchors, summary) if anchors else {}
         before = probe_curve(sess)
         pool, held = draw_networks(space, max(args.fits), args.n, args.seed)  # the pool is sorted by MACs
         guard = Guard(reference_model(space, held[0], settings.run.model_format))
         order = random.Random(args.seed + 2).sample(pool + held, len(pool) + len(held))  # interleaved, as validate
         truth_by_key = measure_subnets(sess, order, space.stage_names, guard)
         after = probe_curve(sess)
+        drift = anchor_drift(measured, anchors_before, measure_anchors(sess, anchors, summary)) if anchors else None
     finally:
         sess.close()
+    lut = stored.scaled(drift["factor"]) if drift else stored
     probe, shift, probe_report = probe_composition(before, after)
     flat = lut.flat()
     nets = {subnet_key(s): [(b, flat[b.key]) for b in space.blocks_of(s)] for s in pool + held}
@@ -95,6 +110,10 @@ def main() -> int:
     y = np.array([truth_by_key[subnet_key(s)] for s in held])
     held_nets = [nets[subnet_key(s)] for s in held]
     rows = [("plain sum of alone entries", "-", metrics.summary([sum(ms for _, ms in n) for n in held_nets], y))]
+    if drift:
+        as_stored = stored.flat()
+        rows.append(("composed entries (probe grid), fit 0, entries as stored (no anchors)", "-", metrics.summary(
+            probe.predict([[(b, as_stored[b.key]) for b, _ in n] for n in held_nets]), y)))
     if 1 in probe.tokens:
         rows.append(("baseline: one-row probe curve (composition v3), fit 0", "-",
                      metrics.summary(one_row_curve(probe, held_nets), y)))
@@ -124,7 +143,10 @@ def main() -> int:
             f"{g['checks']} times through the run, CV {100 * g['cv']:.1f}% ({g['disturbed']} disturbed checks, "
             f"{g['waited_s']:.0f} s waited, {g['remeasured_chunks']} chunks measured again). In-network cost of "
             f"weights beyond alone, from the weight-stream probes (µs per MB): {curve}; the probes moved "
-            f"{100 * shift:.1f}% (mean) between before and after the networks.\n\n")
+            f"{100 * shift:.1f}% (mean) between before and after the networks. "
+            + (f"Entries rescaled by x{drift['factor']:.3f}: the median drift of {drift['blocks']} measured blocks "
+               f"re-timed before and after the networks (10th-90th percentile {drift['p10']:.3f}-{drift['p90']:.3f}, "
+               f"moved {100 * drift['shift']:.1f}% between the two).\n\n" if drift else "\n\n"))
     lines = ["| prediction | terms | ±10% | ±5% | MAPE | RMSE ms |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | {terms} | {100 * m['acc10']:.0f}% | {100 * m['acc5']:.0f}% | {100 * m['mape']:.1f}% | "
               f"{m['rmse_ms']:.2f} |" for name, terms, m in rows]
@@ -132,7 +154,8 @@ def main() -> int:
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    raw = {"probes": probe_report, "composition": probe.get_state(),  # the raw data, for analyses the table lacks
+    # the raw data, for analyses the table lacks
+    raw = {"probes": probe_report, "composition": probe.get_state(), "anchors": drift,
            "networks": [{"subnet": subnet_key(s), "set": "held-out" if s in held else "fit pool",
                          "measured_ms": truth_by_key[subnet_key(s)],
                          "plain_ms": sum(ms for _, ms in nets[subnet_key(s)]),

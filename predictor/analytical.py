@@ -167,13 +167,23 @@ class AnalyticalModel:
                  sw: np.ndarray):
         ly = np.log(y)
         reg = np.sqrt(self.ridge)
+        # Without the split, attn_linear's constants are unused: held at their start, out of the optimisation
+        # (the fit is then the one from before the split, step for step).
+        free = np.ones(_N_PARAMS, dtype=bool)
+        if not self.split_attention:
+            free[[_KIND_INDEX["attn_linear"], _NK + _KIND_INDEX["attn_linear"]]] = False
 
-        def resid(theta: np.ndarray) -> np.ndarray:
-            pred = _evaluate(theta, tab, width, threads, self.sharpness, self.combine)
-            return np.concatenate([sw * (np.log(pred) - ly), reg * (theta - theta0)])
+        def full(x: np.ndarray) -> np.ndarray:
+            theta = theta0.copy()
+            theta[free] = x
+            return theta
 
-        res = least_squares(resid, theta0, method="trf", x_scale=1.0, max_nfev=self.max_nfev)
-        return res.x, float(np.mean(res.fun[: len(y)] ** 2))
+        def resid(x: np.ndarray) -> np.ndarray:
+            pred = _evaluate(full(x), tab, width, threads, self.sharpness, self.combine)
+            return np.concatenate([sw * (np.log(pred) - ly), reg * (x - theta0[free])])
+
+        res = least_squares(resid, theta0[free], method="trf", x_scale=1.0, max_nfev=self.max_nfev)
+        return full(res.x), float(np.mean(res.fun[: len(y)] ** 2))
 
     def fit(self, cfgs: Sequence[BlockCfg], latency_ms: Sequence[float],
             sample_weight: Sequence[float] | None = None) -> "AnalyticalModel":
@@ -183,12 +193,13 @@ class AnalyticalModel:
         if sw.shape != y.shape or not np.all(np.isfinite(sw) & (sw >= 0)) or sw.sum() <= 0:
             raise ValueError(f"sample_weight must be {len(y)} non-negative numbers, not all 0")
         sw = np.sqrt(sw / sw.mean())
-        tab = op_table(cfgs, self.split_attention)
         if self.prior is not None:
             self.prior._check_fitted()
-            theta0 = self.prior.theta_.copy()
             # Its constants mean what they mean under its own combine and kinds.
             self.combine, self.split_attention = self.prior.combine, self.prior.split_attention
+        tab = op_table(cfgs, self.split_attention)
+        if self.prior is not None:
+            theta0 = self.prior.theta_.copy()
             grid = [(self.prior.simd_width_, self.prior.threads_)]
         else:
             theta0 = self._start(tab, y)

@@ -94,6 +94,18 @@ def test_analytical_sum_and_attention_projection_constants(blocks):
         AnalyticalModel(combine="mean")
 
 
+def test_a_model_fitted_from_a_prior_uses_the_prior_s_kinds(blocks):
+    """Transfer's prior models share linear constants: the target model fitted from one must too (its attention
+    projections must not use attn_linear constants the prior never fitted)."""
+    params = {**TRUE_PARAMS, "peak_attn_linear": TRUE_PARAMS["peak_linear"] / 10}
+    shared = AnalyticalModel.from_state({**AnalyticalModel.from_params(params, 8, 1, combine="max").get_state(),
+                                         "split_attention": False})
+    cfgs = [b for b in blocks if b.type in ("transattn", "transffn")][:40]
+    target = AnalyticalModel(prior=shared, ridge=0.1).fit(cfgs, shared.predict(cfgs))
+    assert target.combine == "max" and not target.split_attention
+    np.testing.assert_allclose(target.predict(cfgs), shared.predict(cfgs), rtol=1e-3)
+
+
 def test_analytical_state_saved_before_the_split_loads_unchanged(blocks):
     cfgs = _subset(blocks, 120, 4)
     old = AnalyticalModel(combine="max", split_attention=False, threads=(1,)).fit(

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from predictor import fewshot, metrics
+from predictor import fewshot
 from predictor.analytical import AnalyticalModel
 from predictor.fewshot import FewShotBlend, fit_free, misfit
 from predictor.lut_io import load_flat

@@ -163,7 +163,8 @@ def main() -> int:
              "uniform random draw of the same size.",
              "Few-shot choices (predictor/fewshot.py: misfit test, rival ratio, importance power; transfer ridge; "
              "allocation below the per-type floors; ranking several priors across types below MIN_SCORED "
-             "within-type points; a type's single pick at its typical block, predictor/sampler.py) were made "
+             "within-type points; a type's single pick at its typical block, predictor/sampler.py; the prior-free "
+             "analytical model's sum form and attention-projection constants, predictor/analytical.py) were made "
              "on Xiaomi 11 → Pixel 4 (+ this host's LUT) and Pixel 4 without a "
              "prior (seeds 0-7) and on this host's measured blocks; Pixel 4 → Xiaomi 11 and Xiaomi 11 without a "
              "prior are held out.", ""]

@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 # with one set of linear constants for both, attention fell to 59% (FFN 86%): per MAC the projections run at
 # another rate than the FFN's layers in these graphs (the slices and transposes around them, which the op list
 # does not itemise, scale with them). Chosen on Pixel 4 (prior-free, budget 30, seeds 0-7: entry ±10% 84.0% ->
-# 92.3%, subnet ±5% 94.7% -> 97.6%); Xiaomi 11 held out. Off for transfer (`split_attention`): with 10
-# measurements of the target the extra constants cost more than they give (predictor.transfer).
+# 92.3%, subnet ±5% 94.7% -> 97.6%); Xiaomi 11 held out. Off for transfer (`split_attention`), which keeps the
+# roofline and the shared constants it was tuned with (predictor.transfer: both did better there).
 MODEL_KINDS = (*OP_KINDS, "attn_linear")
 _KIND_INDEX = {k: i for i, k in enumerate(MODEL_KINDS)}
 _NK = len(MODEL_KINDS)

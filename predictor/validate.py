@@ -234,7 +234,7 @@ def probe_composition(before: dict[WeightStreamProbe, float], after: dict[Weight
 
 
 def pick_anchors(measured: dict[str, float], n: int, seed: int) -> list[BlockCfg]:
-    """`n` of the measured blocks (seeded), spread over block types in proportion to how many each has."""
+    """`n` of the measured blocks (seeded), taken round-robin over block types (the most measured type first)."""
     keys = sorted(measured)
     by_type: dict[str, list[str]] = {}
     for k in random.Random(seed).sample(keys, len(keys)):

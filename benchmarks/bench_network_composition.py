@@ -90,7 +90,7 @@ def main() -> int:
     try:
         measured = sess.measured()
         stored = fit_lut(space, measured, target.serial, args.backend, args.seed)
-        anchors = pick_anchors(measured, args.anchors, args.seed + 3)
+        anchors = pick_anchors({k: v for k, v in measured.items() if k in stored.entries}, args.anchors, args.seed + 3)
         summary = Summary(serial=target.serial)
         anchors_before = measure_anchors(sess, anchors, summary) if anchors else {}
         before = probe_curve(sess)

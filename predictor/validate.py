@@ -305,7 +305,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     pred = SubnetPredictor(lut, space, composition).predict(held)
     plain = SubnetPredictor(lut, space, plain=True).predict(held)
     fit0 = SubnetPredictor(lut, space, probe).predict(held)
-    fit0_stored = SubnetPredictor(stored, space, probe).predict(held)
+    fit0_stored = SubnetPredictor(stored, space, probe).predict(held) if drift else fit0
     report: dict = {"format": REPORT_FORMAT, "format_version": REPORT_VERSION, "device": serial,
                     "fingerprint": sess.fingerprint.hash, "space": space.name, "n": len(held),
                     "prediction": f"composed block entries, refined on {len(fitting)} other networks",

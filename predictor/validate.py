@@ -8,14 +8,17 @@ fingerprint, read first), fills the LUT and makes its entries compose from the d
 weight-stream probes (`predictor.composition`), timed before and after the networks. Then it
 exports and measures two disjoint sets of whole subnets with the same run settings as `profiler.run`:
 `--fit N` networks (spread over the MACs range; may be 0) on which the composition is refined, and
-`--n M` held-out networks drawn at random from the space, used for nothing but the score. `--anchors K`
+`--n M` held-out networks drawn at random from the space, used for nothing but the score; every network is
+timed in `--passes P` passes (each in its own order) and its median pass is its timing (on a shared host
+one timing of a network moved by 5-8% between periods). `--anchors K`
 of the measured blocks are timed again before and after the networks: every entry is rescaled by their
 median drift since the store's run (a shared host or a phone runs at another speed an hour later). The
 held-out figures are the report's top level (`n`, `acc10`, `acc5`, `mape`, `rmse_ms`); the plain sum
 of alone entries and the probe-only composition are beside them. A reference network is re-timed
 around every chunk (disturbed periods are waited out, a chunk that ends disturbed is measured again)
-and a few networks are re-measured: the run's own noise floor; a run noisier than `--max-noise`, or
-whose probes moved, is flagged. `validate(ValidateConfig)` is the same as a function.
+and a few networks are re-measured; the held-out networks' spread over the passes is the run's own noise
+floor (`noise_floor_passes`); a run noisier than `--max-noise`, or whose probes or anchors moved, is
+flagged. `validate(ValidateConfig)` is the same as a function.
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from predictor.subnet_predictor import SubnetPredictor
 from predictor.xgb import LatencyPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args, positive_int
-from profiler.networks import Guard, measure_subnets, subnet_key
+from profiler.networks import Guard, measure_subnets, pass_timings, subnet_key
 from profiler.prefetch import default_workers
 from profiler.protocol import measure_model
 from profiler.session import DeviceSession, ProfileJob, Summary, measure_anchors, measure_probes
@@ -74,6 +77,7 @@ class ValidateConfig:
     noise_repeats: int = 5
     max_noise: float = 0.02  # flag the run when the noise floor's CV exceeds this
     anchors: int = 24  # measured blocks re-timed around the networks (0: entries as stored)
+    passes: int = 3  # each network is timed once per pass (own order each); its median pass is its timing
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -82,6 +86,8 @@ class ValidateConfig:
             raise ValueError("--fit must be >= 0")
         if self.anchors < 0:
             raise ValueError("--anchors must be >= 0")
+        if self.passes < 1:
+            raise ValueError("--passes must be >= 1")
         if self.noise_networks < 0 or self.noise_repeats < 2:
             raise ValueError("--noise-networks must be >= 0 and --noise-repeats >= 2")
 
@@ -158,6 +164,23 @@ def noise_floor(sess: DeviceSession, subnets: list[Subnet], repeats: int) -> dic
             "max_range": float(np.max(ranges))}
 
 
+def pass_noise(by_key: dict[str, dict[int, float]]) -> dict | None:
+    """How much the scored networks moved between passes: `pass_cv`, the mean over networks of the CV of their
+    pass timings (one timing's noise, periods included); `scored_cv` = pass_cv / sqrt(passes), about the noise
+    left in a network's median pass; `pass_level`, per pass the median over networks of (pass / median pass)
+    - 1, the part every network shared (the device's speed in that period)."""
+    rows = [v for v in by_key.values() if len(v) > 1]
+    if not rows:
+        return None
+    passes = max(len(v) for v in rows)
+    cvs = [statistics.pstdev(v.values()) / statistics.fmean(v.values()) for v in rows]
+    level = [float(np.median([v[n] / statistics.median_low(v.values()) - 1 for v in rows if n in v]))
+             for n in range(passes) if any(n in v for v in rows)]
+    pass_cv = float(np.mean(cvs))
+    return {"networks": len(rows), "passes": passes, "pass_cv": pass_cv, "scored_cv": pass_cv / np.sqrt(passes),
+            "max_cv": float(np.max(cvs)), "pass_level": level}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m predictor.validate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--serial", help="device serial ('local' = this host); default: the single attached device")
@@ -174,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-noise", type=float, default=0.02, help="flag the run when the noise floor's CV exceeds this")
     ap.add_argument("--anchors", type=int, default=24, help="measured blocks timed again before and after the "
                     "networks; entries are rescaled by their drift since they were stored (0: as stored)")
+    ap.add_argument("--passes", type=positive_int, default=3, help="time every network once per pass (each pass "
+                    "in its own order) and keep its median pass: one timing on a shared device is not enough")
     add_measure_arguments(ap, export_workers=default_workers())
     return ap
 
@@ -184,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = ValidateConfig(args.serial, measure_settings_from_args(args), args.store, args.space, args.n, args.fit,
                              args.json, args.plot, args.lut_out, args.noise_networks, args.noise_repeats,
-                             args.max_noise, args.anchors)
+                             args.max_noise, args.anchors, args.passes)
         report = validate(cfg)
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -192,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if report["noisy"]:
         print(f"warning: {report['noisy']}", file=sys.stderr)
     print(json.dumps({k: report[k] for k in ("n", "acc10", "acc5", "mape", "rmse_ms", "fit", "composed_fit0",
-                                             "block_sum", "anchors", "noise_floor", "noisy")}))
+                                             "block_sum", "anchors", "noise_floor", "noise_floor_passes",
+                                             "noisy")}))
     return 0
 
 
@@ -289,7 +315,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     # fitting and held-out networks interleaved (seeded): a device that drifts during the run shifts both sets
     # alike instead of fitting one period and scoring another
     order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
-    truth_by_key = measure_subnets(sess, order, space.stage_names, guard)
+    truth_by_key = measure_subnets(sess, order, space.stage_names, guard, passes=cfg.passes, seed=seed + 5)
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
     drift = anchor_drift(measured, anchors_before, measure_anchors(sess, anchors, summary)) if anchors else None
     lut = stored.scaled(drift["factor"]) if drift else stored
@@ -320,7 +346,9 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     noisy = held[:: max(1, len(held) // max(1, cfg.noise_networks))][:cfg.noise_networks]
     report["noise_floor"] = noise_floor(sess, noisy, cfg.noise_repeats) if cfg.noise_networks > 0 else None
     report["noise_floor_reference"] = guard.report()
-    cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"]]
+    report["noise_floor_passes"] = pass_noise(pass_timings(sess, held, cfg.passes)) if cfg.passes > 1 else None
+    cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"],
+           report["noise_floor_passes"]["scored_cv"] if report["noise_floor_passes"] else 0.0]
     why = [f"CV {100 * max(cvs):.1f}% > {100 * cfg.max_noise:.1f}%"] if max(cvs) > cfg.max_noise else []
     if drift and drift["shift"] > guard.tolerance:
         why.append(f"the anchor blocks moved {100 * drift['shift']:.0f}% between the start and the end")
@@ -330,7 +358,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
                        "re-run on a quiet device" if why else None)
     report["lut"] = {"measured": lut.count("measured"), "predicted": lut.count("predicted")}
     report["settings"] = {"run": run.to_dict(), "protocol": cfg.settings.protocol.to_dict(), "seed": seed,
-                          "fit": cfg.fit, "n": cfg.n}
+                          "fit": cfg.fit, "n": cfg.n, "passes": cfg.passes}
     report["pairs"] = [{"subnet": subnet_key(s), "set": "held-out", "mmacs": subnet_costs(space, s)["macs"] / 1e6,
                         "plain_ms": float(p), "fit0_ms": float(f0), "predicted_ms": float(c), "measured_ms": float(t)}
                        for s, p, f0, c, t in zip(held, plain, fit0, pred, truth)]

@@ -4,12 +4,16 @@ A shared machine or a throttling phone changes speed while it is measured. `Guar
 reference model before every chunk of networks and waits while it runs more than `tolerance` away from
 its first timing, and re-times it after the chunk: a chunk that ended disturbed is measured again (up
 to `remeasure` times), so no chunk stands that was measured in a disturbed period; its timings over
-the run are the run's own noise floor.
+the run are the run's own noise floor. That does not catch everything: on this shared host the same
+network timed a few minutes apart moved by 5.7% (CV, 30 networks x 5 passes; 8.3% between two runs half an
+hour apart), uncorrelated with its size or weights, while the reference stayed within its tolerance. So
+`measure_subnets(passes=K)` times every network in K passes (each in its own order) and keeps its median.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +31,7 @@ from profiler.session import DeviceSession, Summary, measure_models
 
 log = logging.getLogger(__name__)
 KIND = "network"
+PASS_KIND = "network-pass"  # one pass's timing of a network (measure_subnets with passes > 1)
 
 
 def subnet_key(subnet: Subnet) -> str:
@@ -111,26 +116,66 @@ def in_guarded_chunks(sess: DeviceSession, items: Sequence[T], measure: Callable
                 break
 
 
+def pass_key(key: str, n: int) -> str:
+    """Store key of a network's timing in pass `n` (kind `PASS_KIND`)."""
+    return f"{key}#pass{n}"
+
+
 def measure_subnets(sess: DeviceSession, subnets: Sequence[Subnet], stage_names: tuple[str, ...],
-                    guard: Guard | None = None, chunk: int = 5, remeasure: int = 2) -> dict[str, float]:
+                    guard: Guard | None = None, chunk: int = 5, remeasure: int = 2, passes: int = 1,
+                    seed: int = 0) -> dict[str, float]:
     """Measure each subnet this device has not measured yet (`chunk` at a time, each chunk after the guard
     found the device quiet, again while the guard finds it disturbed after the chunk, up to `remeasure`
     times: the last timing of a network is the one kept); return subnet_key -> latency_ms of all measured
-    ones (failures are in the store's failures table)."""
+    ones (failures are in the store's failures table).
+
+    With `passes` > 1 every subnet is timed once per pass, each pass in its own seeded order (kind
+    `PASS_KIND`, key `pass_key`; a pass already stored is not timed again, so a stopped run resumes), and
+    its network row is its median pass (`info.pass_ms` holds every pass): on a shared host the same network
+    timed minutes apart moves by several percent, so one timing is not a measurement of it."""
     from nas.export import export_subnet  # torch and the converters load only once a device is ready
 
-    summary = Summary(serial=sess.target.serial, total=len(subnets))
-    done = sess.measured(KIND)
-    todo = [s for s in subnets if subnet_key(s) not in done]
+    if passes < 1:
+        raise ValueError("passes must be >= 1")
+    summary = Summary(serial=sess.target.serial, total=len(subnets) * passes)
+    kind = KIND if passes == 1 else PASS_KIND
+    done = sess.measured(kind)
+    jobs = ([(s, subnet_key(s)) for s in subnets] if passes == 1 else
+            [(s, pass_key(subnet_key(s), n)) for n in range(passes)
+             for s in random.Random(seed + n).sample(list(subnets), len(subnets))])
+    todo = [(s, k) for s, k in jobs if k not in done]
     convert = partial(export_subnet, fmt=sess.job.run.model_format)
     workers = sess.job.settings.export_workers
     if workers > 1 and len(todo) > 1:  # convert everything first, so measuring runs on a quiet host
-        prefetch(todo, convert, subnet_key, workers, desc=f"{summary.serial} export networks")
-    with tqdm(total=len(subnets), initial=len(subnets) - len(todo), desc=f"{summary.serial} networks",
-              unit="net", dynamic_ncols=True) as bar:
-        def measure(part: list[Subnet], again: bool) -> None:
-            measure_models(sess, part, KIND, subnet_key, convert, summary, bar, None,
-                           lambda s: {"subnet": s.to_dict(stage_names)}, prefetched=True, replace=again)
+        prefetch(list(dict.fromkeys(s for s, _ in todo)), convert, subnet_key, workers,
+                 desc=f"{summary.serial} export networks")
+    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{summary.serial} networks"
+              + (f" ({passes} passes)" if passes > 1 else ""), unit="net", dynamic_ncols=True) as bar:
+        def measure(part: list[tuple[Subnet, str]], again: bool) -> None:
+            measure_models(sess, part, kind, lambda j: j[1], lambda j: convert(j[0]), summary, bar, None,
+                           lambda j: {"subnet": j[0].to_dict(stage_names)}, prefetched=True, replace=again)
         in_guarded_chunks(sess, todo, measure, bar, guard, chunk, remeasure)
+    if passes > 1:
+        _keep_median_passes(sess, subnets, passes)
     measured = sess.measured(KIND)
     return {subnet_key(s): measured[subnet_key(s)] for s in subnets if subnet_key(s) in measured}
+
+
+def pass_timings(sess: DeviceSession, subnets: Sequence[Subnet], passes: int) -> dict[str, dict[int, float]]:
+    """subnet_key -> {pass: ms} of its stored pass timings (a pass that failed is missing; no pass, no entry)."""
+    got = sess.measured(PASS_KIND)
+    out = {subnet_key(s): {n: got[k] for n in range(passes) if (k := pass_key(subnet_key(s), n)) in got}
+           for s in subnets}
+    return {k: v for k, v in out.items() if v}
+
+
+def _keep_median_passes(sess: DeviceSession, subnets: Sequence[Subnet], passes: int) -> None:
+    """Each subnet's network row: a copy of its median pass (the lower median of an even count: a real
+    timing with its own samples), with every pass's ms in `info.pass_ms`."""
+    r = sess.job.run
+    for key, by_pass in pass_timings(sess, subnets, passes).items():
+        ranked = sorted(by_pass, key=by_pass.__getitem__)
+        median_pass = ranked[(len(ranked) - 1) // 2]
+        sess.store.copy(sess.device_id, r.runner, r.backend, r.threads, (PASS_KIND, pass_key(key, median_pass)),
+                        (KIND, key), {"pass_ms": list(by_pass.values()), "passes": len(by_pass),
+                                      "median_pass": median_pass}, sess.run_id)

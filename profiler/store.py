@@ -313,6 +313,30 @@ class Store:
             raise StoreError(f"could not write to {self.path}: {e}") from e
         return cur.rowcount == 1
 
+    def copy(self, device_id: int, runner: str, backend: str, threads: int, src: tuple[str, str],
+             dst: tuple[str, str], info: dict[str, Any], run_id: int | None = None) -> None:
+        """Store measurement `src` (kind, key) again as `dst`, its info updated with `info`, replacing what `dst`
+        held: a timing chosen among several (a network's median pass) keeps its own raw samples and stats."""
+        cols = ("latency_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "spread", "n_samples", "samples_us_json",
+                "attempts", "settings_json", "info_json", "started_at", "finished_at")
+        row = self.conn.execute(f"SELECT {', '.join(cols)} FROM measurements WHERE device_id=? AND runner=? AND"
+                                " backend=? AND threads=? AND kind=? AND key=?",
+                                (device_id, runner, backend, threads, *src)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no measurement {src[0]} {src[1]!r} to copy")
+        values = dict(zip(cols, row))
+        values["info_json"] = json.dumps({**json.loads(values["info_json"] or "{}"), **info}, sort_keys=True,
+                                         default=str)
+        names = ("device_id", "run_id", "runner", "backend", "threads", "kind", "key", *cols)
+        try:
+            self.conn.execute(
+                f"INSERT INTO measurements ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+                " ON CONFLICT (device_id, runner, backend, threads, kind, key) DO UPDATE SET "
+                + ", ".join(f"{c}=excluded.{c}" for c in ("run_id", *cols)),
+                (device_id, run_id, runner, backend, threads, *dst, *values.values()))
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"could not write to {self.path}: {e}") from e
+
     def add_failure(self, device_id: int, run_id: int | None, runner: str, backend: str, threads: int,
                     kind: str, key: str, error: str) -> None:
         self._write("INSERT INTO failures (device_id, run_id, runner, backend, threads, kind, key, error, at) "

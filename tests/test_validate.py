@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import statistics
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from nas.registry import create_space
 from nas.search import main as search_main
 from predictor.composition import Composition
 from predictor.lut_io import open_lut
-from predictor.validate import anchor_drift, draw_networks, pick_anchors, spread_over_macs
+from predictor.validate import anchor_drift, draw_networks, pass_noise, pick_anchors, spread_over_macs
 from predictor.validate import main as validate_main
 from profiler.errors import ProfilerError
 from profiler.run import main as run_main
@@ -58,7 +59,7 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     out = tmp_path / "report.json"
     assert validate_main(["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out),
                           "--noise-networks", "1", "--noise-repeats", "2", "--lut-out", str(tmp_path / "lut.json"),
-                          "--anchors", "4", *FAST]) == 0
+                          "--anchors", "4", "--passes", "2", *FAST]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     report = json.loads(out.read_text())
     assert {"n", "acc10", "acc5", "mape", "rmse_ms", "fit", "composed_fit0", "block_sum"} <= set(report)
@@ -81,13 +82,24 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     assert "composed block entries" in capsys.readouterr().out
     with sqlite3.connect(store) as c:
         assert c.execute("SELECT COUNT(*) FROM validations").fetchone()[0] == 1
-        assert c.execute("SELECT COUNT(*) FROM measurements WHERE kind='network'").fetchone()[0] == 4
+        nets = {k: (ms, json.loads(info)) for k, ms, info in
+                c.execute("SELECT key, latency_ms, info_json FROM measurements WHERE kind='network'")}
+        passes = dict(c.execute("SELECT key, latency_ms FROM measurements WHERE kind='network-pass'").fetchall())
         # validate's probes: the timing after the networks replaced the one before (both are in the report)
         rows = c.execute("SELECT key, latency_ms FROM measurements WHERE kind='probe' ORDER BY key").fetchall()
         assert dict(rows) == {p["key"]: p["after_ms"] for p in probes}
         # the anchors: re-timed under their own kind, the stored blocks untouched; every entry rescaled by the drift
         anchors = dict(c.execute("SELECT key, latency_ms FROM measurements WHERE kind='anchor'").fetchall())
         blocks = dict(c.execute("SELECT key, latency_ms FROM measurements WHERE kind='block'").fetchall())
+    # every network timed in both passes; its network row is its lower-median (here: faster) pass, all passes in info
+    assert len(nets) == 4 and len(passes) == 8
+    for key, (ms, info) in nets.items():
+        both = [passes[f"{key}#pass{n}"] for n in (0, 1)]
+        assert info["pass_ms"] == both and ms == min(both) == both[info["median_pass"]]
+    assert {p["subnet"]: p["measured_ms"] for p in report["pairs"]} == {k: nets[k][0] for k in held}
+    noise = report["noise_floor_passes"]
+    assert noise["networks"] == 2 and noise["passes"] == 2 and len(noise["pass_level"]) == 2
+    assert noise["scored_cv"] == pytest.approx(noise["pass_cv"] / 2 ** 0.5) and report["settings"]["passes"] == 2
     drift = report["anchors"]
     assert len(anchors) == drift["blocks"] == 4 and set(anchors) <= set(blocks) and len(blocks) == 24
     assert drift["p10"] <= drift["factor"] <= drift["p90"] and drift["shift"] >= 0
@@ -106,7 +118,7 @@ def test_validate_on_an_android_device_through_benchmark_model(loopback_device, 
                      *FAST]) == 0
     out = tmp_path / "report.json"
     assert validate_main(["--serial", serial, "--store", str(store), "--fit", "0", "--n", "2", "--json", str(out),
-                          "--noise-networks", "0", *binary, *FAST]) == 0
+                          "--noise-networks", "0", "--passes", "1", *binary, *FAST]) == 0
     report = json.loads(out.read_text())
     assert report["settings"]["run"]["runner"] == "tflite-benchmark" and report["n"] == 2
     assert all(p["measured_ms"] > 0 for p in report["pairs"])
@@ -129,6 +141,16 @@ def test_anchors_spread_over_types_and_drift_is_their_median_ratio():
     assert drift["shift"] == pytest.approx(0.0)  # median of 0, 0.2, 0
     with pytest.raises(ProfilerError, match="anchor"):
         anchor_drift(stored, {"a": 1.0}, {"b": 2.0})
+
+
+def test_pass_noise_separates_one_timing_s_noise_from_the_period_s_level():
+    # network a: passes 10, 11, 10.5; network b: 20, 22, 21 -> each pass's level over the median pass is shared
+    rep = pass_noise({"a": {0: 10.0, 1: 11.0, 2: 10.5}, "b": {0: 20.0, 1: 22.0, 2: 21.0}, "c": {0: 5.0}})
+    assert rep["networks"] == 2 and rep["passes"] == 3  # a network with one pass says nothing about noise
+    cv = statistics.pstdev([10.0, 11.0, 10.5]) / 10.5
+    assert rep["pass_cv"] == pytest.approx(cv) and rep["scored_cv"] == pytest.approx(cv / 3 ** 0.5)
+    assert rep["pass_level"] == pytest.approx([-1 / 21, 1 / 21, 0.0])
+    assert pass_noise({"a": {0: 1.0}}) is None
 
 
 def test_guard_waits_out_a_disturbed_period(tmp_path: Path):

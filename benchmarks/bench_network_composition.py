@@ -32,12 +32,13 @@ from predictor.validate import (  # noqa: E402
     anchor_drift,
     draw_networks,
     fit_lut,
+    pass_noise,
     pick_anchors,
     probe_composition,
     probe_curve,
     reference_model,
 )
-from profiler.networks import Guard, measure_subnets, subnet_key  # noqa: E402
+from profiler.networks import Guard, measure_subnets, pass_timings, subnet_key  # noqa: E402
 from profiler.session import DeviceSession, ProfileJob, Summary, measure_anchors  # noqa: E402
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings  # noqa: E402
 from profiler.targets import open_target  # noqa: E402
@@ -80,6 +81,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anchors", type=int, default=24, help="measured blocks re-timed around the networks, as validate")
+    ap.add_argument("--passes", type=int, default=3, help="each network timed once per pass, median kept, as validate")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "network_composition.md")
     args = ap.parse_args()
     space = create_space("elasticvit")
@@ -97,7 +99,8 @@ def main() -> int:
         pool, held = draw_networks(space, max(args.fits), args.n, args.seed)  # the pool is sorted by MACs
         guard = Guard(reference_model(space, held[0], settings.run.model_format))
         order = random.Random(args.seed + 2).sample(pool + held, len(pool) + len(held))  # interleaved, as validate
-        truth_by_key = measure_subnets(sess, order, space.stage_names, guard)
+        truth_by_key = measure_subnets(sess, order, space.stage_names, guard, passes=args.passes, seed=args.seed + 5)
+        noise = pass_noise(pass_timings(sess, held, args.passes)) if args.passes > 1 else None
         after = probe_curve(sess)
         drift = anchor_drift(measured, anchors_before, measure_anchors(sess, anchors, summary)) if anchors else None
     finally:
@@ -141,7 +144,10 @@ def main() -> int:
             f"the fitting networks are spread over the MACs range (seed {args.seed}). LUT: {lut.count('measured')} "
             f"measured + {lut.count('predicted')} predicted entries. Noise floor: a reference network (M) re-timed "
             f"{g['checks']} times through the run, CV {100 * g['cv']:.1f}% ({g['disturbed']} disturbed checks, "
-            f"{g['waited_s']:.0f} s waited, {g['remeasured_chunks']} chunks measured again). In-network cost of "
+            f"{g['waited_s']:.0f} s waited, {g['remeasured_chunks']} chunks measured again)"
+            + (f"; every network timed in {noise['passes']} passes (its median pass kept): one timing of a held-out "
+               f"network varied by CV {100 * noise['pass_cv']:.1f}% between passes" if noise else "")
+            + ". In-network cost of "
             f"weights beyond alone, from the weight-stream probes (µs per MB): {curve}; the probes moved "
             f"{100 * shift:.1f}% (mean) between before and after the networks. "
             + (f"Entries rescaled by x{drift['factor']:.3f}: the median drift of {drift['blocks']} measured blocks "

@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if r.get("noise_floor"):
         print(f"noise floor: the same network measured repeatedly varies by {100 * r['noise_floor']['mean_cv']:.1f}% "
               f"(CV); reference re-timed through the run: {100 * r['noise_floor_reference']['cv']:.1f}%")
+    if r.get("noise_floor_passes"):
+        p = r["noise_floor_passes"]
+        print(f"the held-out subnets timed in {p['passes']} passes: one timing varies by {100 * p['pass_cv']:.1f}% "
+              f"(CV), their median pass by about {100 * p['scored_cv']:.1f}%")
     if r["noisy"]:
         print(f"warning: {r['noisy']}")
     print(f"plot: {r['plot']}\nreport: {args.out / 'quickstart_validation.json'}\n"

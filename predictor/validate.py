@@ -167,17 +167,17 @@ def noise_floor(sess: DeviceSession, subnets: list[Subnet], repeats: int) -> dic
 def pass_noise(by_key: dict[str, dict[int, float]]) -> dict | None:
     """How much the scored networks moved between passes: `pass_cv`, the mean over networks of the CV of their
     pass timings (one timing's noise, periods included); `scored_cv` = pass_cv / sqrt(passes), about the noise
-    left in a network's median pass; `pass_level`, per pass the median over networks of (pass / median pass)
-    - 1, the part every network shared (the device's speed in that period)."""
+    left in a network's median pass; `pass_level`, per pass the median over networks of (pass / their mean
+    pass) - 1, the part every network shared (the device's speed in that period)."""
     rows = [v for v in by_key.values() if len(v) > 1]
     if not rows:
         return None
     passes = max(len(v) for v in rows)
     cvs = [statistics.pstdev(v.values()) / statistics.fmean(v.values()) for v in rows]
-    level = [float(np.median([v[n] / statistics.median_low(v.values()) - 1 for v in rows if n in v]))
+    level = [float(np.median([v[n] / statistics.fmean(v.values()) - 1 for v in rows if n in v]))
              for n in range(passes) if any(n in v for v in rows)]
     pass_cv = float(np.mean(cvs))
-    return {"networks": len(rows), "passes": passes, "pass_cv": pass_cv, "scored_cv": pass_cv / np.sqrt(passes),
+    return {"networks": len(rows), "passes": passes, "pass_cv": pass_cv, "scored_cv": pass_cv / float(np.sqrt(passes)),
             "max_cv": float(np.max(cvs)), "pass_level": level}
 
 

@@ -144,12 +144,14 @@ def test_anchors_spread_over_types_and_drift_is_their_median_ratio():
 
 
 def test_pass_noise_separates_one_timing_s_noise_from_the_period_s_level():
-    # network a: passes 10, 11, 10.5; network b: 20, 22, 21 -> each pass's level over the median pass is shared
-    rep = pass_noise({"a": {0: 10.0, 1: 11.0, 2: 10.5}, "b": {0: 20.0, 1: 22.0, 2: 21.0}, "c": {0: 5.0}})
+    # network a: passes 10, 12, 11; network b: 20, 23, 20 -> pass 1 ran slower for both (a shared level)
+    rep = pass_noise({"a": {0: 10.0, 1: 12.0, 2: 11.0}, "b": {0: 20.0, 1: 23.0, 2: 20.0}, "c": {0: 5.0}})
     assert rep["networks"] == 2 and rep["passes"] == 3  # a network with one pass says nothing about noise
-    cv = statistics.pstdev([10.0, 11.0, 10.5]) / 10.5
+    cv = (statistics.pstdev([10.0, 12.0, 11.0]) / 11.0 + statistics.pstdev([20.0, 23.0, 20.0]) / 21.0) / 2
     assert rep["pass_cv"] == pytest.approx(cv) and rep["scored_cv"] == pytest.approx(cv / 3 ** 0.5)
-    assert rep["pass_level"] == pytest.approx([-1 / 21, 1 / 21, 0.0])
+    # per pass, the median of pass / the network's mean pass - 1 (of two networks: their mean)
+    assert rep["pass_level"] == pytest.approx([(10 / 11 + 20 / 21) / 2 - 1, (12 / 11 + 23 / 21) / 2 - 1,
+                                               (11 / 11 + 20 / 21) / 2 - 1])
     assert pass_noise({"a": {0: 1.0}}) is None
 
 

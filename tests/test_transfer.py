@@ -17,9 +17,10 @@ import pytest
 from predictor import fewshot
 from predictor.analytical import AnalyticalModel
 from predictor.fewshot import FewShotBlend, fit_free, misfit
+from predictor.lut import fill_lut
 from predictor.lut_io import load_flat
+from predictor.lutfill import fill, subnet_weights
 from predictor.lutfill import main as lutfill_main
-from predictor.lutfill import subnet_weights
 from predictor.sampler import choose
 from predictor.transfer import fit_prior_model
 from predictor.xgb import LatencyPredictor, PredictorFormatError
@@ -105,6 +106,26 @@ def test_a_prior_that_does_not_fit_is_dropped_and_changes_nothing(blocks, phones
     assert min(blend.misfit_) > max(blend.free_error_)
     rest = [b for b in blocks if b.key in host and b.key not in {c.key for c in cfgs}]
     np.testing.assert_allclose(blend.predict(rest), fit_free(cfgs, y, weights).predict(rest), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_prior_the_target_s_own_points_reject_is_dropped_at_10_measurements(space, blocks, phones, host):
+    """This host's full LUT as the only prior of a 10-measurement fill of Pixel 4 (seed 0, a case the rule was
+    chosen on): the simulated bar lets it through, the target's own cross-validated evidence drops it (the
+    prior-free model does better on the same points, and the transfer is off by more than VETO_MISFIT), so the
+    fill is exactly the one without a prior."""
+    target = phones["pixel4"]
+    train = [b for b in blocks if b.key in host]
+    host = fill_lut("host", "cpu", space, blocks, {b.key: host[b.key] for b in train},
+                    LatencyPredictor(seed=0).fit(train, [host[b.key] for b in train])).flat()
+    with_host = fill(space, target, 10, 0, prior=[host], prior_models=[fit_prior_model(host, seed=0)])
+    blend = with_host.predictor.base_
+    assert blend.misfit_[0] < np.nanmean(blend.free_error_)  # the simulated bar alone would keep it
+    assert blend.misfit_[0] > max(blend.free_cv_, fewshot.VETO_MISFIT) and blend.names_ == ["analytical"]
+    alone = fill(space, target, 10, 0)
+    assert with_host.train_keys == alone.train_keys
+    a, b = with_host.lut.flat(), alone.lut.flat()
+    assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-12) for k in a)  # float rounding only
 
 
 @pytest.mark.slow

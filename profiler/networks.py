@@ -5,8 +5,8 @@ reference model before every chunk of networks and waits while it runs more than
 its first timing, and re-times it after the chunk: a chunk that ended disturbed is measured again (up
 to `remeasure` times), so no chunk stands that was measured in a disturbed period; its timings over
 the run are the run's own noise floor. That does not catch everything: on this shared host the same
-network timed a few minutes apart moved by 5.7% (CV, 30 networks x 5 passes; 8.3% between two runs half an
-hour apart), uncorrelated with its size or weights, while the reference stayed within its tolerance. So
+network timed in two guarded runs half an hour apart differed by 8.3% (SD of the log ratio, 50 networks),
+uncorrelated with its size or weights; in one guarded run its passes differed by CV 2.8%. So
 `measure_subnets(passes=K)` times every network in K passes (each in its own order) and keeps its median.
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@ prior's full LUT where the truth is known (`free_error`). Both are weighted by e
 subnet latency, since subnet error is what the fill is for. A prior that does worse than the
 prior-free model is dropped (a mismatched prior falls back to it), so is one the target's own points
 veto (the prior-free model's cross-validated error on them, `free_misfit`, is lower and the prior's misfit
-is over `VETO_MISFIT`), and so is one whose misfit is over `rival_ratio` times the best prior's; kept priors are blended geometrically, weights ~ 1 / misfit^2.
+is over `VETO_MISFIT`), and so is one whose misfit is over `rival_ratio` times the best prior's; kept
+priors are blended geometrically, weights ~ 1 / misfit^2.
 With several priors and too few measurements to score any within its type (`MIN_SCORED`), the rival
 test and the weights use the misfit across types instead (`cross_type_misfit`):
 

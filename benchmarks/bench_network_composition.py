@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -28,18 +27,9 @@ from nas.blocks import BLOCK_TYPES  # noqa: E402
 from nas.registry import create_space  # noqa: E402
 from predictor import metrics  # noqa: E402
 from predictor.composition import weight_mb  # noqa: E402
-from predictor.validate import (  # noqa: E402
-    anchor_drift,
-    draw_networks,
-    fit_lut,
-    pass_noise,
-    pick_anchors,
-    probe_composition,
-    probe_curve,
-    reference_model,
-)
-from profiler.networks import Guard, measure_subnets, pass_timings, subnet_key  # noqa: E402
-from profiler.session import DeviceSession, ProfileJob, Summary, measure_anchors  # noqa: E402
+from predictor.validate import draw_networks, fit_lut, probe_composition, time_networks  # noqa: E402
+from profiler.networks import subnet_key  # noqa: E402
+from profiler.session import DeviceSession, ProfileJob  # noqa: E402
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings  # noqa: E402
 from profiler.targets import open_target  # noqa: E402
 
@@ -92,21 +82,13 @@ def main() -> int:
     try:
         measured = sess.measured()
         stored = fit_lut(space, measured, target.serial, args.backend, args.seed)
-        anchors = pick_anchors({k: v for k, v in measured.items() if k in stored.entries}, args.anchors, args.seed + 3)
-        summary = Summary(serial=target.serial)
-        anchors_before = measure_anchors(sess, anchors, summary) if anchors else {}
-        before = probe_curve(sess)
         pool, held = draw_networks(space, max(args.fits), args.n, args.seed)  # the pool is sorted by MACs
-        guard = Guard(reference_model(space, held[0], settings.run.model_format))
-        order = random.Random(args.seed + 2).sample(pool + held, len(pool) + len(held))  # interleaved, as validate
-        truth_by_key = measure_subnets(sess, order, space.stage_names, guard, passes=args.passes, seed=args.seed + 5)
-        noise = pass_noise(pass_timings(sess, held, args.passes)) if args.passes > 1 else None
-        after = probe_curve(sess)
-        drift = anchor_drift(measured, anchors_before, measure_anchors(sess, anchors, summary)) if anchors else None
+        timed = time_networks(sess, space, measured, stored, pool, held, args.anchors, args.passes, args.seed)
     finally:
         sess.close()
+    truth_by_key, drift, noise = timed.truth_ms, timed.drift, timed.pass_noise
     lut = stored.scaled(drift["factor"]) if drift else stored
-    probe, shift, probe_report = probe_composition(before, after)
+    probe, shift, probe_report = probe_composition(timed.probes_before, timed.probes_after)
     flat = lut.flat()
     nets = {subnet_key(s): [(b, flat[b.key]) for b in space.blocks_of(s)] for s in pool + held}
     held = [s for s in held if subnet_key(s) in truth_by_key]
@@ -132,7 +114,7 @@ def main() -> int:
             old = old_correction([nets[subnet_key(s)] for s in fit], fy)
             rows.append((f"baseline: previous network correction, fit {len(fit)}", "9 terms",
                          metrics.summary(old(held_nets), y)))
-    g = guard.report()
+    g = timed.guard.report()
     extra = probe.extra_ms_per_mb(np.asarray(probe.curve_mb))  # sizes x rows
     curve = "; ".join(f"{t} row(s): " + ", ".join(f"{mb:.0f} MB {1e3 * e:.0f}"
                                                   for mb, e in zip(probe.curve_mb, extra[:, i]))

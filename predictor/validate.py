@@ -302,26 +302,48 @@ def _networks(space: SearchSpace, lut: Lut, subnets: list[Subnet]) -> list[Netwo
     return [[(b, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
 
 
+@dataclass
+class NetworkTimings:
+    """What one measuring run around a set of networks got: their timings and everything timed beside them."""
+
+    truth_ms: dict[str, float]  # subnet_key -> its timing (median pass)
+    probes_before: dict[WeightStreamProbe, float]
+    probes_after: dict[WeightStreamProbe, float]
+    drift: dict | None  # anchor_drift of the re-timed anchors; None without anchors
+    guard: Guard
+    pass_noise: dict | None  # pass_noise of the held-out networks; None with one pass
+
+
+def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, float], stored: Lut,
+                  fitting: list[Subnet], held: list[Subnet], anchors: int, passes: int, seed: int) -> NetworkTimings:
+    """The measuring protocol of validate and its benchmark: `anchors` measured blocks and the weight-stream
+    probes timed before and after the networks, the networks in `passes` guarded passes."""
+    picks = pick_anchors({k: v for k, v in measured.items() if k in stored.entries}, anchors, seed + 3)
+    summary = Summary(serial=sess.target.serial)
+    anchors_before = measure_anchors(sess, picks, summary) if picks else {}
+    before = probe_curve(sess)
+    guard = Guard(reference_model(space, held[0], sess.job.run.model_format))
+    # fitting and held-out networks interleaved (seeded): a device that drifts during the run shifts both sets
+    # alike instead of fitting one period and scoring another
+    order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
+    truth_ms = measure_subnets(sess, order, space.stage_names, guard, passes=passes, seed=seed + 5)
+    noise = pass_noise(pass_timings(sess, held, passes)) if passes > 1 else None
+    after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
+    drift = anchor_drift(measured, anchors_before, measure_anchors(sess, picks, summary)) if picks else None
+    return NetworkTimings(truth_ms, before, after, drift, guard, noise)
+
+
 def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> dict:
     serial, run, seed = sess.target.serial, cfg.settings.run, cfg.settings.protocol.seed
     measured = sess.measured()
     stored = fit_lut(space, measured, serial, run.backend, seed)
-    anchors = pick_anchors({k: v for k, v in measured.items() if k in stored.entries}, cfg.anchors, seed + 3)
-    summary = Summary(serial=serial)
-    anchors_before = measure_anchors(sess, anchors, summary) if anchors else {}
-    before = probe_curve(sess)
     fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
-    guard = Guard(reference_model(space, held[0], run.model_format))
-    # fitting and held-out networks interleaved (seeded): a device that drifts during the run shifts both sets
-    # alike instead of fitting one period and scoring another
-    order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
-    truth_by_key = measure_subnets(sess, order, space.stage_names, guard, passes=cfg.passes, seed=seed + 5)
-    after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
-    drift = anchor_drift(measured, anchors_before, measure_anchors(sess, anchors, summary)) if anchors else None
+    timed = time_networks(sess, space, measured, stored, fitting, held, cfg.anchors, cfg.passes, seed)
+    truth_by_key, drift, guard = timed.truth_ms, timed.drift, timed.guard
     lut = stored.scaled(drift["factor"]) if drift else stored
     if drift:
         lut.meta["anchor_drift"] = drift["factor"]
-    probe, curve_shift, probe_report = probe_composition(before, after)
+    probe, curve_shift, probe_report = probe_composition(timed.probes_before, timed.probes_after)
     fitting = [s for s in fitting if subnet_key(s) in truth_by_key]
     held = [s for s in held if subnet_key(s) in truth_by_key]
     if len(held) < 2:
@@ -346,7 +368,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     noisy = held[:: max(1, len(held) // max(1, cfg.noise_networks))][:cfg.noise_networks]
     report["noise_floor"] = noise_floor(sess, noisy, cfg.noise_repeats) if cfg.noise_networks > 0 else None
     report["noise_floor_reference"] = guard.report()
-    report["noise_floor_passes"] = pass_noise(pass_timings(sess, held, cfg.passes)) if cfg.passes > 1 else None
+    report["noise_floor_passes"] = timed.pass_noise
     cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"],
            report["noise_floor_passes"]["scored_cv"] if report["noise_floor_passes"] else 0.0]
     why = [f"CV {100 * max(cvs):.1f}% > {100 * cfg.max_noise:.1f}%"] if max(cvs) > cfg.max_noise else []

@@ -8,11 +8,12 @@ Each subnet is exported whole (the graph `profiler`, `predictor.validate` and `n
 weights of a `nas.train` checkpoint (read as tensors only), or with the profiler's seeded random weights when
 there is none; then it is timed through the same device session, runner and protocol as `profiler.run` and
 `predictor.validate`, a reference network (the first subnet's own model) re-timed around each chunk: a
-disturbed period is waited out and a chunk that ended disturbed is timed again. Each
-timing is stored as a network measurement (kind 'network', key `profiler.networks.subnet_key`, the latest
-timing replacing an older one of the same device and run settings), so `predictor.validate` and a later fit
-use it. A subnet that cannot be converted or run gets its error in its row (and in the store's failures
-table); the others go on.
+disturbed period is waited out and a chunk that ended disturbed is timed again. As in `predictor.validate`,
+each subnet is timed once per pass (`--passes`, default 3; each pass in its own seeded order), each timing
+stored as kind 'network-pass', and its network measurement (kind 'network', key `profiler.networks.subnet_key`)
+is a copy of its median pass, the latest replacing an older one of the same device and run settings, so
+`predictor.validate` and a later fit use it. A subnet that cannot be converted or run gets its error in its
+row (and in the store's failures table); the others go on.
 
 `verify(space, candidates, VerifySettings(...))` is the same as a function (`nas.search --verify` calls it).
 Exit codes: 0 every subnet timed; 1 some could not be (their rows say why); 2 bad input, checkpoint or device.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -42,7 +44,7 @@ from predictor.lut_io import LutFormatError, lut_space, open_lut
 from predictor.subnet_predictor import SubnetPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args
-from profiler.networks import KIND, Guard, in_guarded_chunks, subnet_key
+from profiler.networks import KIND, PASS_KIND, Guard, in_guarded_chunks, keep_median_pass, pass_key, subnet_key
 from profiler.session import DeviceSession, ProfileJob, RunStopped, Summary, measure_models
 from profiler.settings import BACKEND_FORMATS, MeasureSettings
 from profiler.store import DEFAULT_STORE
@@ -63,11 +65,12 @@ class VerifySettings:
     guard: bool = True  # re-time a reference network around each chunk; wait out and re-time disturbed chunks
     chunk: int = 5  # subnets between two reference timings
     remeasure: int = 2  # times a chunk that ended disturbed is timed again
-    seed: int = 0  # the random weights' seed when there is no checkpoint
+    seed: int = 0  # the random weights' seed when there is no checkpoint (and the passes' orders)
+    passes: int = 3  # each subnet timed once per pass, the median pass kept (as predictor.validate)
 
     def __post_init__(self) -> None:
-        if self.chunk < 1 or self.remeasure < 0:
-            raise ValueError("chunk must be >= 1 and remeasure >= 0")
+        if self.chunk < 1 or self.remeasure < 0 or self.passes < 1:
+            raise ValueError("chunk and passes must be >= 1 and remeasure >= 0")
 
     @property
     def model_format(self) -> str:
@@ -78,7 +81,8 @@ class VerifySettings:
         return {"serial": self.serial, "model_format": self.model_format, "run": m.run.to_dict(),
                 "protocol": m.protocol.to_dict(), "benchmark_binary": str(m.benchmark_binary or "") or None,
                 "checkpoint": str(self.checkpoint) if self.checkpoint else None, "store": str(self.store),
-                "guard": self.guard, "chunk": self.chunk, "remeasure": self.remeasure, "seed": self.seed}
+                "guard": self.guard, "chunk": self.chunk, "remeasure": self.remeasure, "seed": self.seed,
+                "passes": self.passes}
 
 
 def with_format(measure: MeasureSettings, fmt: str | None) -> MeasureSettings:
@@ -116,27 +120,48 @@ class _Item:
     key: str
     model: Path
     extra: dict[str, Any]
+    pass_ms: dict[int, float] = field(default_factory=dict)  # this run's timing in each pass (passes > 1)
 
 
-def _measure(sess: DeviceSession, item: _Item, bar: tqdm) -> None:
-    """Time one exported subnet and store it (the latest timing replaces an older one); the error goes in the row."""
+def _set_measured(row: dict[str, Any], ms: float) -> None:
+    row.update(measured_ms=ms, error=None)
+    pred = row["predicted_ms"]
+    row["error_pct"] = 100.0 * (pred / ms - 1) if pred is not None else None
+
+
+def _measure(sess: DeviceSession, item: _Item, bar: tqdm, n_pass: int | None) -> None:
+    """Time one exported subnet and store it (the latest timing replaces an older one): as its network row, or
+    as pass `n_pass`'s row (the network row is then its median pass, `_measure_all`); the error goes in the row."""
     summary = Summary(serial=sess.target.serial, total=1)
-    got = measure_models(sess, [item], KIND, lambda it: it.key, lambda it: it.model, summary, bar, None,
+    kind, key = (KIND, item.key) if n_pass is None else (PASS_KIND, pass_key(item.key, n_pass))
+    got = measure_models(sess, [item], kind, lambda it: key, lambda it: it.model, summary, bar, None,
                          lambda it: it.extra, prefetched=True, replace=True)
-    if item.key in got:
-        item.row.update(measured_ms=got[item.key], error=None)
-        pred = item.row["predicted_ms"]
-        item.row["error_pct"] = 100.0 * (pred / got[item.key] - 1) if pred is not None else None
-    elif item.row["measured_ms"] is None:  # a re-timing that failed leaves the stored (and reported) timing
+    if key in got:
+        if n_pass is None:
+            _set_measured(item.row, got[key])
+        else:
+            item.pass_ms[n_pass] = got[key]
+    elif item.row["measured_ms"] is None and not item.pass_ms:  # a failed re-timing leaves the earlier timing
         item.row["error"] = summary.failures[-1].split(": ", 1)[-1] if summary.failures else "not measured"
 
 
 def _measure_all(sess: DeviceSession, items: list[_Item], guard: Guard | None, settings: VerifySettings) -> None:
-    with tqdm(total=len(items), desc=f"{sess.target.serial} verify", unit="net", dynamic_ncols=True) as bar:
-        def measure(part: list[_Item], again: bool) -> None:
-            for item in part:
-                _measure(sess, item, bar)
-        in_guarded_chunks(sess, items, measure, bar, guard, settings.chunk, settings.remeasure)
+    """Each subnet timed once per pass, each pass in its own seeded order under the guard: on a shared host the
+    same network timed minutes apart moves by several percent, so one timing is not a measurement of it."""
+    passes = settings.passes
+    with tqdm(total=len(items) * passes, desc=f"{sess.target.serial} verify"
+              + (f" ({passes} passes)" if passes > 1 else ""), unit="net", dynamic_ncols=True) as bar:
+        for n in range(passes):
+            order = items if passes == 1 else random.Random(settings.seed + n).sample(items, len(items))
+
+            def measure(part: list[_Item], again: bool, n: int = n) -> None:
+                for item in part:
+                    _measure(sess, item, bar, n if passes > 1 else None)
+            in_guarded_chunks(sess, order, measure, bar, guard, settings.chunk, settings.remeasure)
+    for item in items:
+        if item.pass_ms:
+            _set_measured(item.row, keep_median_pass(sess, item.key, item.pass_ms))
+            item.row["pass_ms"] = [item.pass_ms[n] for n in sorted(item.pass_ms)]
 
 
 def verify(space: SearchSpace, candidates: Sequence[Chosen], settings: VerifySettings, *,
@@ -223,7 +248,8 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def settings_from_args(args: argparse.Namespace) -> VerifySettings:
     """VerifySettings from the flags of `add_measure_arguments` and --serial, --format, --checkpoint, --store."""
     measure = with_format(measure_settings_from_args(args), args.format)
-    return VerifySettings(args.serial, measure, args.checkpoint, args.store, guard=not args.no_guard)
+    return VerifySettings(args.serial, measure, args.checkpoint, args.store, guard=not args.no_guard,
+                          passes=args.passes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--space", help=f"one of {list_spaces()} (default: the --lut's own, else elasticvit)")
     ap.add_argument("--json", type=Path, help="write the rows, summary and settings here")
     ap.add_argument("--no-guard", action="store_true", help="do not re-time a reference network around chunks")
+    ap.add_argument("--passes", type=int, default=VerifySettings.passes,
+                    help="time each subnet once per pass and keep the median pass (default: %(default)s)")
     add_measure_arguments(ap)
     return ap
 

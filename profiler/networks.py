@@ -169,13 +169,18 @@ def pass_timings(sess: DeviceSession, subnets: Sequence[Subnet], passes: int) ->
     return {k: v for k, v in out.items() if v}
 
 
-def _keep_median_passes(sess: DeviceSession, subnets: Sequence[Subnet], passes: int) -> None:
-    """Each subnet's network row: a copy of its median pass (the lower median of an even count: a real
-    timing with its own samples), with every pass's ms in `info.pass_ms`."""
+def keep_median_pass(sess: DeviceSession, key: str, by_pass: dict[int, float]) -> float:
+    """The network row of `key`: a copy of its median pass (the lower median of an even count: a real timing
+    with its own samples), with every pass's ms in `info.pass_ms`. Returns its ms."""
     r = sess.job.run
+    ranked = sorted(by_pass, key=by_pass.__getitem__)
+    median_pass = ranked[(len(ranked) - 1) // 2]
+    sess.store.copy(sess.device_id, r.runner, r.backend, r.threads, (PASS_KIND, pass_key(key, median_pass)),
+                    (KIND, key), {"pass_ms": list(by_pass.values()), "passes": len(by_pass),
+                                  "median_pass": median_pass}, sess.run_id)
+    return by_pass[median_pass]
+
+
+def _keep_median_passes(sess: DeviceSession, subnets: Sequence[Subnet], passes: int) -> None:
     for key, by_pass in pass_timings(sess, subnets, passes).items():
-        ranked = sorted(by_pass, key=by_pass.__getitem__)
-        median_pass = ranked[(len(ranked) - 1) // 2]
-        sess.store.copy(sess.device_id, r.runner, r.backend, r.threads, (PASS_KIND, pass_key(key, median_pass)),
-                        (KIND, key), {"pass_ms": list(by_pass.values()), "passes": len(by_pass),
-                                      "median_pass": median_pass}, sess.run_id)
+        keep_median_pass(sess, key, by_pass)

@@ -275,12 +275,14 @@ def test_cli_verifies_each_limits_best_on_this_host(tmp_path: Path, capsys):
     lut = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "host_lut.json"
     code = search_main(["--lut", str(lut), "--latency-ms", "6", "--population", "8",
                         "--generations", "1", "--top", "1", "--verify", "--serial", "local", "--format", "onnx",
-                        "--runs", "5", "--warmup", "1", "--store", str(store), "--json", str(out)])
+                        "--runs", "5", "--warmup", "1", "--store", str(store), "--json", str(out), "--passes", "2"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     rows = json.loads(out.read_text())["verify"]["rows"]
+    assert len(rows[0]["pass_ms"]) == 2 and rows[0]["measured_ms"] == min(rows[0]["pass_ms"])  # lower median
     assert [r["name"] for r in rows] == ["best under 6 ms"] and rows[0]["error"] is None
     assert rows[0]["measured_ms"] > 0 and rows[0]["model_format"] == "onnx" and "best under 6 ms" in printed
     with sqlite3.connect(store) as db:
         (n,) = db.execute("select count(*) from measurements where kind = 'network'").fetchone()
-    assert n == 1
+        (n_pass,) = db.execute("select count(*) from measurements where kind = 'network-pass'").fetchone()
+    assert n == 1 and n_pass == 2

@@ -105,6 +105,7 @@ def test_verify_over_the_loopback_device(space, trained: Path, loopback_device, 
     assert len(lines) == 5 and lines[-1].startswith("2 of 3 measured") and "failed: could not convert" in lines[2]
     with sqlite3.connect(store) as c:
         stored = dict(c.execute("SELECT key, latency_ms FROM measurements WHERE kind='network'").fetchall())
+        passes = dict(c.execute("SELECT key, latency_ms FROM measurements WHERE kind='network-pass'").fetchall())
         runners = c.execute("SELECT DISTINCT runner FROM measurements WHERE kind='network'").fetchall()
         info = json.loads(c.execute("SELECT info_json FROM measurements WHERE key=?", (subnet_key(low),)).fetchone()[0])
         failures = c.execute("SELECT kind, key FROM failures").fetchall()
@@ -112,6 +113,11 @@ def test_verify_over_the_loopback_device(space, trained: Path, loopback_device, 
     assert stored == {subnet_key(low): rows[0]["measured_ms"], subnet_key(deeper): rows[2]["measured_ms"]}
     assert runners == [("tflite-benchmark",)]
     assert info["subnet"] == rows[0]["subnet"] and info["weights"] == rows[0]["weights"]
+    # each subnet timed in every pass (default 3); its row and network measurement are its median pass
+    for r in ok:
+        assert sorted(passes[f"{r['key']}#pass{n}"] for n in range(3)) == sorted(r["pass_ms"])
+        assert r["measured_ms"] == sorted(r["pass_ms"])[1]
+    assert info["passes"] == 3 and info["pass_ms"][info["median_pass"]] == rows[0]["measured_ms"]
     assert failures == [("network", subnet_key(broken))]
 
 

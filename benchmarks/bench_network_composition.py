@@ -108,7 +108,8 @@ def main() -> int:
         fy = [truth_by_key[subnet_key(s)] for s in fit]
         comp = probe.fit([nets[subnet_key(s)] for s in fit], fy)
         rows.append((f"composed entries (probe grid), fit {len(fit)}",
-                     f"x{comp.scale:.3f}, weights x{comp.weight_scale:.3f}",
+                     f"x{comp.scale:.3f}, weights x{comp.weight_scale:.3f}"
+                     + "".join(f", {t} x{v:.2f}" for t, v in comp.type_scales),
                      metrics.summary(comp.predict(held_nets), y)))
         if len(fit) >= 5:
             old = old_correction([nets[subnet_key(s)] for s in fit], fy)

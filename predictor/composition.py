@@ -11,15 +11,19 @@ each beside its one-layer reference, so E_M(W) = (chain - K x one layer) / W is 
 MB of weights in a network of W MB over the same MB alone. A block's in-network entry in a network
 with W_net MB of weights is
 
-    entry = scale * (alone_ms + weight_scale * sum over its weighted ops of MB(op) * E_M(op)(W_net)
-                     + ms_per_op * ops)
+    entry = scale * (type_scale[block type] * alone_ms
+                     + weight_scale * sum over its weighted ops of MB(op) * E_M(op)(W_net) + ms_per_op * ops)
 
 with M(op) the op's rows (interpolated in log M between the probed rows, clamped at the ends), and
-scale = weight_scale = 1, ms_per_op = 0 when no network was measured (`fit` 0): the sum of the entries
-predicts a network by construction, from blocks and probes only. `fit` on measured networks refines
-the three numbers (ridge towards those values). Saved, versioned, with the LUT (`META_KEY`);
-compositions made another way (older versions, the old fitted network correction) are refused, never
-mixed.
+scale = weight_scale = type_scale = 1, ms_per_op = 0 when no network was measured (`fit` 0): the sum of
+the entries predicts a network by construction, from blocks and probes only. `fit` on measured networks
+refines the numbers (ridge towards those values). Why a scale per block type: how much slower a block runs
+inside a network than alone beyond its weights differs between the types (convolutions' activations,
+attention's many small ops); on four earlier runs' networks (fit on 10 random ones, score the rest, 200
+splits) it lowered the MAPE in every run (5.7 -> 5.4%, 7.7 -> 7.5%, 5.4 -> 4.5%, 5.8 -> 5.4%; with 30: 5.3 ->
+5.0%, 7.3 -> 6.9%, 4.7 -> 3.8%, 5.3 -> 5.1%; benchmarks/results/network_composition_choice.md).
+Saved, versioned, with the LUT (`META_KEY`); compositions made another way (older versions, the old
+fitted network correction) are refused, never mixed.
 """
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ from predictor.lut import Lut
 from predictor.lut_io import LutFormatError
 
 FORMAT_NAME = "mobilevit-nas/composition"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5  # 5: per-type scales (a version-4 state reads as all 1)
+READ_VERSIONS = (4, 5)
 METHOD = "weight-stream-grid-v4"  # how the in-network term is measured (nas.probes.weight_stream_grid)
 META_KEY = "composition"  # where a Lut's meta keeps it
 _OLD_META_KEY = "network_correction"  # LUTs made before entries composed (refused)
@@ -82,6 +87,7 @@ class Composition:
     weight_scale: float = 1.0  # multiplies the in-network weight term (1: as the probes say)
     scale: float = 1.0
     ms_per_op: float = 0.0  # in-network cost per op (nas.costs' op count) beyond weights; fitted only
+    type_scales: tuple[tuple[str, float], ...] = ()  # (block type, factor on its alone entries); fitted only; absent: 1
     fitted_networks: int = 0  # networks `fit` saw (0: from blocks and probes alone)
     method: str = METHOD
 
@@ -96,7 +102,7 @@ class Composition:
         if np.any(np.diff(mb) <= 0) or np.any(np.diff(tk) <= 0):
             raise LutFormatError(f"composition probe sizes and rows must increase: {self.curve_mb}, {self.tokens}")
         if not (math.isfinite(self.weight_scale) and math.isfinite(self.ms_per_op) and math.isfinite(self.scale)
-                and self.scale > 0):
+                and self.scale > 0 and all(math.isfinite(v) and v > 0 for _, v in self.type_scales)):
             raise LutFormatError(f"composition has non-finite or non-positive terms: {self}")
 
     @classmethod
@@ -127,10 +133,14 @@ class Composition:
     def by_tokens(self, cfg: BlockCfg) -> tuple[float, ...]:
         return weight_mb_by_tokens(cfg, self.tokens)
 
+    def type_scale(self, cfg: BlockCfg) -> float:
+        """The factor on `cfg`'s alone entry (its type's; 1 for a type no fit has seen)."""
+        return dict(self.type_scales).get(cfg.type, 1.0)
+
     def network_ms(self, alone_ms: np.ndarray | float, weight_mb_by_row: np.ndarray,
                    ops: np.ndarray | float) -> np.ndarray:
-        """Sum of a network's in-network entries from the sums of its alone entries, its weight MB per probed
-        row count (last axis, `by_tokens` summed over its blocks) and its ops."""
+        """Sum of a network's in-network entries from the sum of its alone entries (each times `type_scale`),
+        its weight MB per probed row count (last axis, `by_tokens` summed over its blocks) and its ops."""
         return self.scale * (np.asarray(alone_ms, dtype=float) + self.weight_scale * self._weights_ms(weight_mb_by_row)
                              + self.ms_per_op * np.asarray(ops, dtype=float))
 
@@ -142,12 +152,12 @@ class Composition:
     def entries(self, network: Network) -> list[float]:
         """Each block's in-network entry (ms); they sum to the network's prediction."""
         per_mb = self.extra_ms_per_mb(sum(weight_mb(cfg) for cfg, _ in network))
-        return [self.scale * (ms + self.weight_scale * float(np.dot(self.by_tokens(cfg), per_mb))
+        return [self.scale * (ms * self.type_scale(cfg) + self.weight_scale * float(np.dot(self.by_tokens(cfg), per_mb))
                               + self.ms_per_op * n_ops(cfg)) for cfg, ms in network]
 
     def _sums(self, networks: Sequence[Network]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per network: the sums of its alone entries, weight MB per probed row count, and ops."""
-        return (np.array([sum(ms for _, ms in net) for net in networks], dtype=float),
+        """Per network: the sums of its alone entries (times `type_scale`), weight MB per probed row count, and ops."""
+        return (np.array([sum(ms * self.type_scale(cfg) for cfg, ms in net) for net in networks], dtype=float),
                 np.array([np.sum([self.by_tokens(cfg) for cfg, _ in net], axis=0) for net in networks],
                          dtype=float).reshape(len(networks), len(self.tokens)),
                 np.array([sum(n_ops(cfg) for cfg, _ in net) for net in networks], dtype=float))
@@ -156,33 +166,42 @@ class Composition:
         return self.network_ms(*self._sums(networks))
 
     def fit(self, networks: Sequence[Network], measured_ms: Sequence[float], ridge: float = 1.0) -> Composition:
-        """Refit scale, weight_scale and ms_per_op on measured networks (relative least squares, each term
-        pulled towards this composition's values by `ridge` x its column's mean square). Returns a new one."""
+        """Refit the type scales, weight_scale and ms_per_op on measured networks (relative least squares, each
+        term pulled towards this composition's values by `ridge` x its column's mean square); `scale` is then the
+        alone-weighted mean of the fitted types' factors and `type_scales` relative to it. Returns a new one."""
         y = np.asarray(measured_ms, dtype=float)
         if len(networks) != len(y):
             raise ValueError(f"{len(networks)} networks but {len(y)} measured latencies")
         if len(y) == 0:
             return self
-        # y = a * alone + b * weights + c * ops: a = scale, b = scale * weight_scale, c = scale * ms_per_op
-        alone, wb, ops = self._sums(networks)
-        a = np.column_stack([alone, self._weights_ms(wb), ops]) / y[:, None]
-        prior = self.scale * np.array([1.0, self.weight_scale, self.ms_per_op])
+        # y = sum_t a_t * alone_t + b * weights + c * ops: a_t = scale * type_scale_t, b = scale * weight_scale,
+        # c = scale * ms_per_op
+        types = sorted({cfg.type for net in networks for cfg, _ in net})
+        by_type = np.array([[sum(ms for cfg, ms in net if cfg.type == t) for t in types] for net in networks])
+        _, wb, ops = self._sums(networks)
+        a = np.column_stack([by_type, self._weights_ms(wb), ops]) / y[:, None]
+        now = dict(self.type_scales)
+        prior = self.scale * np.array([*(now.get(t, 1.0) for t in types), self.weight_scale, self.ms_per_op])
         lam = ridge * np.diag(np.maximum((a ** 2).mean(axis=0), 1e-12))
         theta = np.linalg.solve(a.T @ a + lam, a.T @ np.ones_like(y) + lam @ prior)
-        if theta[0] <= 0:
-            return self  # a fit that says networks take no time per block is noise, not a device
-        return replace(self, scale=float(theta[0]), weight_scale=float(theta[1] / theta[0]),
-                       ms_per_op=float(theta[2] / theta[0]), fitted_networks=len(y))
+        per_type = theta[: len(types)]
+        if np.any(per_type <= 0):
+            return self  # a fit that says blocks of a type take no time is noise, not a device
+        scale = float(per_type @ by_type.sum(0) / by_type.sum())
+        return replace(self, scale=scale, weight_scale=float(theta[-2] / scale), ms_per_op=float(theta[-1] / scale),
+                       type_scales=tuple({**now, **{t: float(v / scale) for t, v in zip(types, per_type)}}.items()),
+                       fitted_networks=len(y))
 
     def get_state(self) -> dict:
         state = asdict(self)
         state["tokens"], state["curve_mb"] = list(self.tokens), list(self.curve_mb)
         state["curve_ms"], state["alone_ms"] = [list(r) for r in self.curve_ms], list(self.alone_ms)
+        state["type_scales"] = {t: v for t, v in self.type_scales}
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}
 
     @classmethod
     def from_state(cls, state: dict) -> Composition:
-        if state.get("format") != FORMAT_NAME or state.get("format_version") != FORMAT_VERSION:
+        if state.get("format") != FORMAT_NAME or state.get("format_version") not in READ_VERSIONS:
             raise LutFormatError(f"composition state {state.get('format')!r} version {state.get('format_version')!r} "
                                  f"cannot be read by this code ({FORMAT_NAME!r} version {FORMAT_VERSION}): it was "
                                  "made another way; re-run `python -m predictor.validate ... --lut-out` for its device")
@@ -194,6 +213,7 @@ class Composition:
             for k in ("weight_scale", "scale", "ms_per_op", "alone_mb"):
                 kw[k] = float(kw[k])
             kw["fitted_networks"] = int(kw["fitted_networks"])
+            kw["type_scales"] = tuple((str(t), float(v)) for t, v in dict(kw.get("type_scales", {})).items())
             return cls(**kw)
         except (TypeError, KeyError, ValueError) as e:
             raise LutFormatError(f"composition state is malformed: {e}") from e

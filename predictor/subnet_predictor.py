@@ -41,10 +41,11 @@ class SubnetPredictor:
         values = np.fromiter(flat.values(), dtype=float, count=len(flat))
         if self.composition is None:
             self._per_key = values[:, None]
-        else:  # per key: alone entry, weight MB per probed row count and op count, summed per subnet alike
+        else:  # per key: alone entry (times its type's scale), weight MB per probed row count and op count
             cfgs = [parse_key(k) for k in flat]
             by_rows = np.array([self.composition.by_tokens(c) for c in cfgs], dtype=float).reshape(len(cfgs), -1)
-            self._per_key = np.column_stack([values, by_rows, [n_ops(c) for c in cfgs]])
+            scaled = values * np.array([self.composition.type_scale(c) for c in cfgs])
+            self._per_key = np.column_stack([scaled, by_rows, [n_ops(c) for c in cfgs]])
         self._sums = np.zeros((0, self._per_key.shape[1]))  # per stage id: the sums of its blocks' columns
 
     def _stage_sums(self, codes: np.ndarray) -> np.ndarray:

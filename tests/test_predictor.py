@@ -208,6 +208,12 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     assert fitted.ms_per_op == pytest.approx(0.01, rel=1e-5) and fitted.weight_scale == pytest.approx(1.3, rel=1e-5)
     np.testing.assert_allclose(SubnetPredictor(lut, space, fitted).predict(subnets), with_ops, rtol=1e-6)
     np.testing.assert_allclose([sum(fitted.entries(n)) for n in nets[:5]], with_ops[:5], rtol=1e-9)
+    # ... and a type's blocks run 1.3x slower inside a network than alone, beyond their weights: its scale finds it
+    typed = with_ops + 1.1 * 0.3 * np.array([sum(ms for b, ms in n if b.type == "transffn") for n in nets])
+    fitted = probe.fit(nets[:12], typed[:12], ridge=1e-9)
+    assert dict(fitted.type_scales)["transffn"] / dict(fitted.type_scales)["conv"] == pytest.approx(1.3, rel=1e-5)
+    np.testing.assert_allclose(SubnetPredictor(lut, space, fitted).predict(subnets), typed, rtol=1e-6)
+    np.testing.assert_allclose([sum(fitted.entries(n)) for n in nets[:5]], typed[:5], rtol=1e-9)
     one = probe.fit(nets[:1], slower[:1])  # one network: the ridge keeps it near the probe's values
     assert abs(one.predict(nets[:1])[0] - slower[0]) < abs(probe.predict(nets[:1])[0] - slower[0])
     assert 0.9 < one.scale < 1.2
@@ -395,13 +401,18 @@ def test_composition_state_is_versioned_and_checked():
     comp = Composition.from_probes({(1, 8): 0.3, (1, 32): 1.2, (1, 64): 4.0, (4, 8): 0.4, (4, 32): 1.6, (4, 64): 5.0},
                                    {1: 0.01, 4: 0.02})
     state = comp.get_state()
-    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 4
+    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 5
     assert Composition.from_state(json.loads(json.dumps(state))) == comp
+    typed = dataclasses.replace(comp, type_scales=(("conv", 1.2), ("transattn", 0.9)), fitted_networks=3)
+    assert Composition.from_state(json.loads(json.dumps(typed.get_state()))) == typed
+    v4 = {k: v for k, v in state.items() if k != "type_scales"} | {"format_version": 4}  # before per-type scales
+    assert Composition.from_state(v4) == comp
     v1 = {"format": "mobilevit-nas/composition", "format_version": 1, "ms_per_weight_mb": 0.036, "scale": 1.0}
     v3 = {**state, "format_version": 3, "curve_ms": [0.3, 1.2, 4.0]}  # one curve for all rows: made another way
     for bad, msg in [(v1, "version 1 cannot be read.*made another way"), (v3, "version 3 cannot be read"),
                      ({**state, "format": "x"}, "'x'"), ({**state, "tokens": [4, 1]}, "must increase"),
                      ({**state, "scale": -1.0}, "non-positive"), ({**state, "extra": 1.0}, "malformed"),
+                     ({**state, "type_scales": {"conv": 0.0}}, "non-positive"),
                      ({**state, "curve_mb": [8, 64, 32]}, "must increase"),
                      ({**state, "curve_ms": [[1.0]]}, "positive"), ({**state, "alone_ms": [0.01]}, "positive"),
                      ({**state, "curve_ms": [[0.3, 1.2, -4.0], [0.4, 1.6, 5.0]]}, "positive")]:

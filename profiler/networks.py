@@ -171,12 +171,12 @@ def pass_timings(sess: DeviceSession, subnets: Sequence[Subnet], passes: int) ->
 
 def keep_median_pass(sess: DeviceSession, key: str, by_pass: dict[int, float]) -> float:
     """The network row of `key`: a copy of its median pass (the lower median of an even count: a real timing
-    with its own samples), with every pass's ms in `info.pass_ms`. Returns its ms."""
+    with its own samples), with every pass's ms in `info.pass_ms` (in pass order). Returns its ms."""
     r = sess.job.run
     ranked = sorted(by_pass, key=by_pass.__getitem__)
     median_pass = ranked[(len(ranked) - 1) // 2]
     sess.store.copy(sess.device_id, r.runner, r.backend, r.threads, (PASS_KIND, pass_key(key, median_pass)),
-                    (KIND, key), {"pass_ms": list(by_pass.values()), "passes": len(by_pass),
+                    (KIND, key), {"pass_ms": [by_pass[n] for n in sorted(by_pass)], "passes": len(by_pass),
                                   "median_pass": median_pass}, sess.run_id)
     return by_pass[median_pass]
 

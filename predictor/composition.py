@@ -12,9 +12,16 @@ MB of weights in a network of W MB over the same MB alone. A block's in-network 
 with W_net MB of weights is
 
     entry = scale * (type_scale[block type] * alone_ms
-                     + weight_scale * sum over its weighted ops of MB(op) * E_M(op)(W_net) + ms_per_op * ops)
+                     + weight_scale * sum over its weighted ops of MB(op) * (E_M(op)(W_net) - E_M(op)(W_block))
+                     + ms_per_op * ops)
 
-with M(op) the op's rows (interpolated in log M between the probed rows, clamped at the ends), and
+with M(op) the op's rows (interpolated in log M between the probed rows, clamped at the ends), E 0 at the
+one-layer reference's size (a chain of one layer is that layer alone) and linear in MB up to the smallest probe,
+and W_block the block's own weight MB: timed alone, a block with more weights than the caches near the core hold
+already streams them, so inside a network it pays only what the network's footprint adds to its own (the pooling
+head's 1,000-way classifier, ~7 MB, was charged twice before: fit 0 over-predicted the smallest subnets by 15%).
+Chosen on dev runs (benchmarks/results/network_composition_choice.md): the spread of predicted/measured fell in
+every run, and with the per-type fit on 3 or 10 networks the MAPE fell in all three dev runs. And
 scale = weight_scale = type_scale = 1, ms_per_op = 0 when no network was measured (`fit` 0): the sum of
 the entries predicts a network by construction, from blocks and probes only. `fit` on measured networks
 refines the numbers (ridge towards those values). Why a scale per block type: how much slower a block runs
@@ -40,8 +47,8 @@ from predictor.lut import Lut
 from predictor.lut_io import LutFormatError
 
 FORMAT_NAME = "mobilevit-nas/composition"
-FORMAT_VERSION = 5  # 5: per-type scales (a version-4 state reads as all 1)
-READ_VERSIONS = (4, 5)
+FORMAT_VERSION = 6  # 5: per-type scales (a version-4 state reads as all 1); 6: a block's own footprint
+READ_VERSIONS = (4, 5, 6)  # 4 and 5 read with own_footprint off: their fitted terms were fitted that way
 METHOD = "weight-stream-grid-v4"  # how the in-network term is measured (nas.probes.weight_stream_grid)
 META_KEY = "composition"  # where a Lut's meta keeps it
 _OLD_META_KEY = "network_correction"  # LUTs made before entries composed (refused)
@@ -90,6 +97,7 @@ class Composition:
     type_scales: tuple[tuple[str, float], ...] = ()  # (block type, factor on its alone entries); fitted only; absent: 1
     fitted_networks: int = 0  # networks `fit` saw (0: from blocks and probes alone)
     method: str = METHOD
+    own_footprint: bool = True  # weights term: the network's footprint beyond the block's own (format 6)
 
     def __post_init__(self) -> None:
         mb, ms, alone = (np.asarray(self.curve_mb, float), np.asarray(self.curve_ms, float),
@@ -104,6 +112,9 @@ class Composition:
         if not (math.isfinite(self.weight_scale) and math.isfinite(self.ms_per_op) and math.isfinite(self.scale)
                 and self.scale > 0 and all(math.isfinite(v) and v > 0 for _, v in self.type_scales)):
             raise LutFormatError(f"composition has non-finite or non-positive terms: {self}")
+        if self.own_footprint and not self.alone_mb < mb[0]:
+            raise LutFormatError(f"composition: the one-layer reference ({self.alone_mb} MB) must be smaller than the "
+                                 f"smallest probe ({mb[0]} MB)")
 
     @classmethod
     def from_probes(cls, chains: Mapping[tuple[int, float], float], alone: Mapping[int, float],
@@ -123,25 +134,37 @@ class Composition:
 
     def extra_ms_per_mb(self, network_weight_mb: np.ndarray | float) -> np.ndarray:
         """Per probed row count (last axis): what one MB of weights costs in a network of `network_weight_mb`
-        MB beyond its cost alone (outside the probed range: the nearest probe's)."""
+        MB beyond its cost alone (beyond the largest probe: its value; below the smallest: down to 0 at the
+        one-layer reference's size with `own_footprint`, else the smallest probe's value)."""
         mb = np.asarray(self.curve_mb)
-        w = np.clip(np.asarray(network_weight_mb, dtype=float), mb[0], mb[-1])
         per_layer = np.asarray(self.alone_ms) / self.alone_mb
         extra = np.maximum(np.asarray(self.curve_ms) - per_layer[:, None] * mb[None, :], 0.0) / mb[None, :]
+        if self.own_footprint:
+            mb, extra = np.r_[self.alone_mb, mb], np.column_stack([np.zeros(len(extra)), extra])
+        w = np.clip(np.asarray(network_weight_mb, dtype=float), mb[0], mb[-1])
         return np.stack([np.interp(w, mb, e) for e in extra], axis=-1)
 
     def by_tokens(self, cfg: BlockCfg) -> tuple[float, ...]:
         return weight_mb_by_tokens(cfg, self.tokens)
+
+    def own_ms(self, cfg: BlockCfg) -> float:
+        """What `cfg`'s weights already cost in its alone entry beyond a cached layer's rate (0 without
+        `own_footprint`): subtracted from its in-network weight term."""
+        if not self.own_footprint:
+            return 0.0
+        return float(np.dot(self.by_tokens(cfg), self.extra_ms_per_mb(weight_mb(cfg))))
 
     def type_scale(self, cfg: BlockCfg) -> float:
         """The factor on `cfg`'s alone entry (its type's; 1 for a type no fit has seen)."""
         return dict(self.type_scales).get(cfg.type, 1.0)
 
     def network_ms(self, alone_ms: np.ndarray | float, weight_mb_by_row: np.ndarray,
-                   ops: np.ndarray | float) -> np.ndarray:
+                   ops: np.ndarray | float, own_ms: np.ndarray | float = 0.0) -> np.ndarray:
         """Sum of a network's in-network entries from the sum of its alone entries (each times `type_scale`),
-        its weight MB per probed row count (last axis, `by_tokens` summed over its blocks) and its ops."""
-        return self.scale * (np.asarray(alone_ms, dtype=float) + self.weight_scale * self._weights_ms(weight_mb_by_row)
+        its weight MB per probed row count (last axis, `by_tokens` summed over its blocks), its ops and the sum
+        of its blocks' `own_ms`."""
+        weights = self._weights_ms(weight_mb_by_row) - np.asarray(own_ms, dtype=float)
+        return self.scale * (np.asarray(alone_ms, dtype=float) + self.weight_scale * weights
                              + self.ms_per_op * np.asarray(ops, dtype=float))
 
     def _weights_ms(self, weight_mb_by_row: np.ndarray) -> np.ndarray:
@@ -152,15 +175,18 @@ class Composition:
     def entries(self, network: Network) -> list[float]:
         """Each block's in-network entry (ms); they sum to the network's prediction."""
         per_mb = self.extra_ms_per_mb(sum(weight_mb(cfg) for cfg, _ in network))
-        return [self.scale * (ms * self.type_scale(cfg) + self.weight_scale * float(np.dot(self.by_tokens(cfg), per_mb))
+        return [self.scale * (ms * self.type_scale(cfg)
+                              + self.weight_scale * (float(np.dot(self.by_tokens(cfg), per_mb)) - self.own_ms(cfg))
                               + self.ms_per_op * n_ops(cfg)) for cfg, ms in network]
 
-    def _sums(self, networks: Sequence[Network]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per network: the sums of its alone entries (times `type_scale`), weight MB per probed row count, and ops."""
+    def _sums(self, networks: Sequence[Network]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per network: the sums of its alone entries (times `type_scale`), weight MB per probed row count, ops
+        and `own_ms`."""
         return (np.array([sum(ms * self.type_scale(cfg) for cfg, ms in net) for net in networks], dtype=float),
                 np.array([np.sum([self.by_tokens(cfg) for cfg, _ in net], axis=0) for net in networks],
                          dtype=float).reshape(len(networks), len(self.tokens)),
-                np.array([sum(n_ops(cfg) for cfg, _ in net) for net in networks], dtype=float))
+                np.array([sum(n_ops(cfg) for cfg, _ in net) for net in networks], dtype=float),
+                np.array([sum(self.own_ms(cfg) for cfg, _ in net) for net in networks], dtype=float))
 
     def predict(self, networks: Sequence[Network]) -> np.ndarray:
         return self.network_ms(*self._sums(networks))
@@ -178,8 +204,8 @@ class Composition:
         # c = scale * ms_per_op
         types = sorted({cfg.type for net in networks for cfg, _ in net})
         by_type = np.array([[sum(ms for cfg, ms in net if cfg.type == t) for t in types] for net in networks])
-        _, wb, ops = self._sums(networks)
-        a = np.column_stack([by_type, self._weights_ms(wb), ops]) / y[:, None]
+        _, wb, ops, own = self._sums(networks)
+        a = np.column_stack([by_type, self._weights_ms(wb) - own, ops]) / y[:, None]
         now = dict(self.type_scales)
         prior = self.scale * np.array([*(now.get(t, 1.0) for t in types), self.weight_scale, self.ms_per_op])
         lam = ridge * np.diag(np.maximum((a ** 2).mean(axis=0), 1e-12))
@@ -214,6 +240,10 @@ class Composition:
                 kw[k] = float(kw[k])
             kw["fitted_networks"] = int(kw["fitted_networks"])
             kw["type_scales"] = tuple((str(t), float(v)) for t, v in dict(kw.get("type_scales", {})).items())
+            own = kw["own_footprint"] if state["format_version"] >= 6 else False
+            if not isinstance(own, bool):
+                raise ValueError(f"own_footprint = {own!r} is not true or false")
+            kw["own_footprint"] = own
             return cls(**kw)
         except (TypeError, KeyError, ValueError) as e:
             raise LutFormatError(f"composition state is malformed: {e}") from e

@@ -182,19 +182,28 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     w_net = np.array([sum(weight_mb(b) for b, _ in n) for n in nets])
     assert w_net.min() < 48 and w_net.max() > 64  # the space spans both sides of the step
 
-    def in_network(cfg, w):  # op by op: its rows' cost per MB, linear in log rows between 1 and 16, clamped
-        per_mb = {t: np.interp(np.clip(w, 8, 128), sizes, es) for t, es in extra.items()}
+    def in_network(cfg, w, anchored=True):  # op by op: its rows' cost per MB, linear in log rows between 1 and 16
+        if anchored:  # 0 at the 1 MB reference, linear up to the smallest probe
+            per_mb = {t: np.interp(np.clip(w, 1, 128), [1.0, *sizes], [0.0, *es]) for t, es in extra.items()}
+        else:  # version 5: clamped at the smallest probe
+            per_mb = {t: np.interp(np.clip(w, 8, 128), sizes, es) for t, es in extra.items()}
         frac = [min(max(np.log(max(op.work_items, 1)) / np.log(16), 0.0), 1.0) for op in block_ops(cfg)]
         return sum(op.weight_bytes / 2**20 * ((1 - f) * per_mb[1] + f * per_mb[16])
                    for op, f in zip(block_ops(cfg), frac))
 
     assert {op.work_items for b in blocks for op in block_ops(b)} >= {1, 16, 64}  # rows below, at and beyond
-    weights = np.array([sum(in_network(b, w) for b, _ in n) for n, w in zip(nets, w_net)])
+    # each block pays what the network's footprint adds to its own (its alone entry streams its own weights)
+    weights = np.array([sum(in_network(b, w) - in_network(b, weight_mb(b)) for b, _ in n) for n, w in zip(nets, w_net)])
+    assert max(weight_mb(b) for n in nets for b, _ in n) > 8  # a block beyond the smallest probe (the head)
     truth = plain + weights
     np.testing.assert_allclose(probe.predict(nets), truth, rtol=1e-12)
     np.testing.assert_allclose(SubnetPredictor(lut, space, probe).predict(subnets), truth, rtol=1e-9)
     np.testing.assert_allclose([sum(probe.entries(n)) for n in nets[:5]], truth[:5], rtol=1e-12)  # entries sum up
-    np.testing.assert_allclose(probe.extra_ms_per_mb([1.0, 500.0]), [[0.03, 0.06], [0.07, 0.12]])
+    np.testing.assert_allclose(probe.extra_ms_per_mb([1.0, 4.5, 500.0]), [[0, 0], [0.015, 0.03], [0.07, 0.12]])
+    v5 = dataclasses.replace(probe, own_footprint=False)  # a version-5 LUT's composition keeps its own formula
+    old = plain + np.array([sum(in_network(b, w, anchored=False) for b, _ in n) for n, w in zip(nets, w_net)])
+    np.testing.assert_allclose(SubnetPredictor(lut, space, v5).predict(subnets), old, rtol=1e-9)
+    np.testing.assert_allclose(v5.extra_ms_per_mb([1.0, 500.0]), [[0.03, 0.06], [0.07, 0.12]])
     # the device is 10% slower and its weights cost 1.3x what the probes say: a fit on a few networks finds it
     slower = 1.1 * (plain + 1.3 * weights)
     fitted = probe.fit(nets[:10], slower[:10], ridge=1e-9)
@@ -401,18 +410,23 @@ def test_composition_state_is_versioned_and_checked():
     comp = Composition.from_probes({(1, 8): 0.3, (1, 32): 1.2, (1, 64): 4.0, (4, 8): 0.4, (4, 32): 1.6, (4, 64): 5.0},
                                    {1: 0.01, 4: 0.02})
     state = comp.get_state()
-    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 5
-    assert Composition.from_state(json.loads(json.dumps(state))) == comp
+    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 6
+    assert state["own_footprint"] is True and Composition.from_state(json.loads(json.dumps(state))) == comp
     typed = dataclasses.replace(comp, type_scales=(("conv", 1.2), ("transattn", 0.9)), fitted_networks=3)
     assert Composition.from_state(json.loads(json.dumps(typed.get_state()))) == typed
-    v4 = {k: v for k, v in state.items() if k != "type_scales"} | {"format_version": 4}  # before per-type scales
-    assert Composition.from_state(v4) == comp
+    old = {k: v for k, v in state.items() if k != "own_footprint"}  # before a block's own footprint: read as then
+    v5 = {**old, "format_version": 5}
+    assert Composition.from_state(v5) == dataclasses.replace(comp, own_footprint=False)
+    v4 = {k: v for k, v in old.items() if k != "type_scales"} | {"format_version": 4}  # before per-type scales
+    assert Composition.from_state(v4) == dataclasses.replace(comp, own_footprint=False)
     v1 = {"format": "mobilevit-nas/composition", "format_version": 1, "ms_per_weight_mb": 0.036, "scale": 1.0}
     v3 = {**state, "format_version": 3, "curve_ms": [0.3, 1.2, 4.0]}  # one curve for all rows: made another way
     for bad, msg in [(v1, "version 1 cannot be read.*made another way"), (v3, "version 3 cannot be read"),
                      ({**state, "format": "x"}, "'x'"), ({**state, "tokens": [4, 1]}, "must increase"),
                      ({**state, "scale": -1.0}, "non-positive"), ({**state, "extra": 1.0}, "malformed"),
                      ({**state, "type_scales": {"conv": 0.0}}, "non-positive"),
+                     (old, "malformed"), ({**state, "own_footprint": "yes"}, "not true or false"),
+                     ({**state, "alone_mb": 8.0}, "must be smaller than the smallest probe"),
                      ({**state, "curve_mb": [8, 64, 32]}, "must increase"),
                      ({**state, "curve_ms": [[1.0]]}, "positive"), ({**state, "alone_ms": [0.01]}, "positive"),
                      ({**state, "curve_ms": [[0.3, 1.2, -4.0], [0.4, 1.6, 5.0]]}, "positive")]:

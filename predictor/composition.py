@@ -12,16 +12,16 @@ MB of weights in a network of W MB over the same MB alone. A block's in-network 
 with W_net MB of weights is
 
     entry = scale * (type_scale[block type] * alone_ms
-                     + weight_scale * sum over its weighted ops of MB(op) * (E_M(op)(W_net) - E_M(op)(W_block))
-                     + ms_per_op * ops)
+                     + weight_scale * sum over its weighted ops of MB(op) * E_M(op)(W_net) + ms_per_op * ops)
 
-with M(op) the op's rows (interpolated in log M between the probed rows, clamped at the ends), E 0 at the
-one-layer reference's size (a chain of one layer is that layer alone) and linear in MB up to the smallest probe,
-and W_block the block's own weight MB: timed alone, a block with more weights than the caches near the core hold
-already streams them, so inside a network it pays only what the network's footprint adds to its own (the pooling
-head's 1,000-way classifier, ~7 MB, was charged twice before: fit 0 over-predicted the smallest subnets by 15%).
-Chosen on dev runs (benchmarks/results/network_composition_choice.md): the spread of predicted/measured fell in
-every run, and with the per-type fit on 3 or 10 networks the MAPE fell in all three dev runs. And
+with M(op) the op's rows (interpolated in log M between the probed rows, clamped at the ends) and E clamped at
+the smallest probe below it. The option `own_footprint` (format 6) charges MB(op) * (E(W_net) - E(W_block))
+instead, with E 0 at the one-layer reference's size and W_block the block's own weight MB: a block timed alone
+already streams its weights when they outgrow the caches near the core (the pooling head's ~7 MB classifier is
+charged twice without it: fit 0 over-predicted the smallest subnets by 15%). Chosen on dev runs (the spread of
+predicted/measured fell in every run, the per-type fit on 3 or 10 networks improved), it lost on fresh held-out
+data (a validate run and the independent check: it lowers the level ~6%; worse at fit 0, and on the check at fit
+10 too; benchmarks/results/network_composition_choice.md), so it is off by default. And
 scale = weight_scale = type_scale = 1, ms_per_op = 0 when no network was measured (`fit` 0): the sum of
 the entries predicts a network by construction, from blocks and probes only. `fit` on measured networks
 refines the numbers (ridge towards those values). Why a scale per block type: how much slower a block runs
@@ -97,7 +97,9 @@ class Composition:
     type_scales: tuple[tuple[str, float], ...] = ()  # (block type, factor on its alone entries); fitted only; absent: 1
     fitted_networks: int = 0  # networks `fit` saw (0: from blocks and probes alone)
     method: str = METHOD
-    own_footprint: bool = True  # weights term: the network's footprint beyond the block's own (format 6)
+    # Weights term: the network's footprint beyond the block's own (format 6). Off by default: chosen on dev runs, it
+    # lost on fresh held-out data (network_composition_choice.md); LUTs made with it keep it.
+    own_footprint: bool = False
 
     def __post_init__(self) -> None:
         mb, ms, alone = (np.asarray(self.curve_mb, float), np.asarray(self.curve_ms, float),

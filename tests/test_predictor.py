@@ -178,7 +178,7 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     sizes, extra = [8.0, 48.0, 64.0, 128.0], {1: [0.03, 0.03, 0.07, 0.07], 16: [0.06, 0.06, 0.12, 0.12]}
     alone = {1: 0.01, 16: 0.05}  # one 1 MB layer alone
     chains = {(t, mb): mb * (alone[t] + e) for t, es in extra.items() for mb, e in zip(sizes, es)}
-    probe = Composition.from_probes(chains, alone)
+    probe = dataclasses.replace(Composition.from_probes(chains, alone), own_footprint=True)
     w_net = np.array([sum(weight_mb(b) for b, _ in n) for n in nets])
     assert w_net.min() < 48 and w_net.max() > 64  # the space spans both sides of the step
 
@@ -200,7 +200,7 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     np.testing.assert_allclose(SubnetPredictor(lut, space, probe).predict(subnets), truth, rtol=1e-9)
     np.testing.assert_allclose([sum(probe.entries(n)) for n in nets[:5]], truth[:5], rtol=1e-12)  # entries sum up
     np.testing.assert_allclose(probe.extra_ms_per_mb([1.0, 4.5, 500.0]), [[0, 0], [0.015, 0.03], [0.07, 0.12]])
-    v5 = dataclasses.replace(probe, own_footprint=False)  # a version-5 LUT's composition keeps its own formula
+    v5 = dataclasses.replace(probe, own_footprint=False)  # the default, and a version-5 LUT's formula
     old = plain + np.array([sum(in_network(b, w, anchored=False) for b, _ in n) for n, w in zip(nets, w_net)])
     np.testing.assert_allclose(SubnetPredictor(lut, space, v5).predict(subnets), old, rtol=1e-9)
     np.testing.assert_allclose(v5.extra_ms_per_mb([1.0, 500.0]), [[0.03, 0.06], [0.07, 0.12]])
@@ -411,7 +411,9 @@ def test_composition_state_is_versioned_and_checked():
                                    {1: 0.01, 4: 0.02})
     state = comp.get_state()
     assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 6
-    assert state["own_footprint"] is True and Composition.from_state(json.loads(json.dumps(state))) == comp
+    assert state["own_footprint"] is False and Composition.from_state(json.loads(json.dumps(state))) == comp
+    own = dataclasses.replace(comp, own_footprint=True)
+    assert Composition.from_state(json.loads(json.dumps(own.get_state()))) == own
     typed = dataclasses.replace(comp, type_scales=(("conv", 1.2), ("transattn", 0.9)), fitted_networks=3)
     assert Composition.from_state(json.loads(json.dumps(typed.get_state()))) == typed
     old = {k: v for k, v in state.items() if k != "own_footprint"}  # before a block's own footprint: read as then
@@ -426,7 +428,7 @@ def test_composition_state_is_versioned_and_checked():
                      ({**state, "scale": -1.0}, "non-positive"), ({**state, "extra": 1.0}, "malformed"),
                      ({**state, "type_scales": {"conv": 0.0}}, "non-positive"),
                      (old, "malformed"), ({**state, "own_footprint": "yes"}, "not true or false"),
-                     ({**state, "alone_mb": 8.0}, "must be smaller than the smallest probe"),
+                     ({**state, "own_footprint": True, "alone_mb": 8.0}, "must be smaller than the smallest probe"),
                      ({**state, "curve_mb": [8, 64, 32]}, "must increase"),
                      ({**state, "curve_ms": [[1.0]]}, "positive"), ({**state, "alone_ms": [0.01]}, "positive"),
                      ({**state, "curve_ms": [[0.3, 1.2, -4.0], [0.4, 1.6, 5.0]]}, "positive")]:

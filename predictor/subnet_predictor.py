@@ -41,12 +41,14 @@ class SubnetPredictor:
         values = np.fromiter(flat.values(), dtype=float, count=len(flat))
         if self.composition is None:
             self._per_key = values[:, None]
-        else:  # per key: alone entry (times its type's scale), weight MB per probed row count, op count, own_ms
+        else:  # per key: alone entry (times its type's scale, less its own footprint), weight MB per row, op count
+            comp = self.composition
             cfgs = [parse_key(k) for k in flat]
-            by_rows = np.array([self.composition.by_tokens(c) for c in cfgs], dtype=float).reshape(len(cfgs), -1)
-            scaled = values * np.array([self.composition.type_scale(c) for c in cfgs])
-            self._per_key = np.column_stack([scaled, by_rows, [n_ops(c) for c in cfgs],
-                                             [self.composition.own_ms(c) for c in cfgs]])
+            by_rows = np.array([comp.by_tokens(c) for c in cfgs], dtype=float).reshape(len(cfgs), -1)
+            # own_ms enters network_ms as -weight_scale * own, a per-key constant: folded into the first column
+            scaled = values * np.array([comp.type_scale(c) for c in cfgs]) - comp.weight_scale * np.array(
+                [comp.own_ms(c) for c in cfgs])
+            self._per_key = np.column_stack([scaled, by_rows, [n_ops(c) for c in cfgs]])
         self._sums = np.zeros((0, self._per_key.shape[1]))  # per stage id: the sums of its blocks' columns
 
     def _stage_sums(self, codes: np.ndarray) -> np.ndarray:
@@ -68,7 +70,7 @@ class SubnetPredictor:
             raise MissingKeyError(keys, row, self.indexer.space.name)
         if self.composition is None:
             return total[:, 0]
-        return self.composition.network_ms(total[:, 0], total[:, 1:-2], total[:, -2], total[:, -1])
+        return self.composition.network_ms(total[:, 0], total[:, 1:-1], total[:, -1])
 
     def predict(self, subnets: Sequence[Subnet]) -> np.ndarray:
         """Latency (ms) of each subnet. Raises InvalidSubnet, MissingKeyError."""

@@ -17,8 +17,9 @@ held-out figures are the report's top level (`n`, `acc10`, `acc5`, `mape`, `rmse
 of alone entries and the probe-only composition are beside them. A reference network is re-timed
 around every chunk (disturbed periods are waited out, a chunk that ends disturbed is measured again)
 and a few networks are re-measured; the held-out networks' spread over the passes is the run's own noise
-floor (`noise_floor_passes`); a run noisier than `--max-noise`, or whose probes or anchors moved, is
-flagged. `validate(ValidateConfig)` is the same as a function.
+floor (`noise_floor_passes`), and `error_split` divides the held-out error into the predictor's part and one
+timing's noise (what two passes of a network share is the predictor's); a run noisier than `--max-noise`, or
+whose probes or anchors moved, is flagged. `validate(ValidateConfig)` is the same as a function.
 """
 from __future__ import annotations
 
@@ -181,6 +182,31 @@ def pass_noise(by_key: dict[str, dict[int, float]]) -> dict | None:
             "max_cv": float(np.max(cvs)), "pass_level": level}
 
 
+def error_split(pred_ms: dict[str, float], by_key: dict[str, dict[int, float]]) -> dict | None:
+    """How much of the held-out error is the predictor's and how much one timing's noise. With e_p = log(pass p /
+    predicted), a network's error in two different passes shares the predictor's error but not the timing noise,
+    so the covariance of e_i and e_j over networks (mean over pairs of passes) is the predictor's variance and the
+    rest of one pass's variance is the noise (SDs of log ratios, ~ relative); `bias` is the mean e (> 0: the
+    networks ran slower than predicted). None with fewer than 2 passes or 3 networks."""
+    rows = {k: {n: float(np.log(ms / pred_ms[k])) for n, ms in v.items()} for k, v in by_key.items() if k in pred_ms}
+    passes = sorted({n for v in rows.values() for n in v})
+    covs, vars_ = [], []
+    for i, a in enumerate(passes):
+        ea = [v[a] for v in rows.values() if a in v]
+        if len(ea) >= 3:
+            vars_.append(float(np.var(ea)))
+        for b in passes[i + 1:]:
+            both = [(v[a], v[b]) for v in rows.values() if a in v and b in v]
+            if len(both) >= 3:
+                covs.append(float(np.cov(np.array(both).T, bias=True)[0, 1]))
+    if not covs:
+        return None
+    cov, var = float(np.mean(covs)), float(np.mean(vars_))
+    bias = float(np.mean([e for v in rows.values() for e in v.values()]))
+    return {"networks": len(rows), "passes": len(passes), "bias": bias, "one_pass_sd": var ** 0.5,
+            "predictor_sd": max(cov, 0.0) ** 0.5, "timing_noise_sd": max(var - cov, 0.0) ** 0.5}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m predictor.validate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--serial", help="device serial ('local' = this host); default: the single attached device")
@@ -218,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {report['noisy']}", file=sys.stderr)
     print(json.dumps({k: report[k] for k in ("n", "acc10", "acc5", "mape", "rmse_ms", "fit", "composed_fit0",
                                              "block_sum", "anchors", "noise_floor", "noise_floor_passes",
-                                             "noisy")}))
+                                             "error_split", "noisy")}))
     return 0
 
 
@@ -312,6 +338,7 @@ class NetworkTimings:
     drift: dict | None  # anchor_drift of the re-timed anchors; None without anchors
     guard: Guard
     pass_noise: dict | None  # pass_noise of the held-out networks; None with one pass
+    held_passes_ms: dict[str, dict[int, float]] = field(default_factory=dict)  # held-out key -> {pass: ms}
 
 
 def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, float], stored: Lut,
@@ -327,10 +354,11 @@ def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, f
     # alike instead of fitting one period and scoring another
     order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
     truth_ms = measure_subnets(sess, order, space.stage_names, guard, passes=passes, seed=seed + 5)
-    noise = pass_noise(pass_timings(sess, held, passes)) if passes > 1 else None
+    held_passes = pass_timings(sess, held, passes) if passes > 1 else {}
+    noise = pass_noise(held_passes) if passes > 1 else None
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
     drift = anchor_drift(measured, anchors_before, measure_anchors(sess, picks, summary)) if picks else None
-    return NetworkTimings(truth_ms, before, after, drift, guard, noise)
+    return NetworkTimings(truth_ms, before, after, drift, guard, noise, held_passes)
 
 
 def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> dict:
@@ -369,6 +397,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     report["noise_floor"] = noise_floor(sess, noisy, cfg.noise_repeats) if cfg.noise_networks > 0 else None
     report["noise_floor_reference"] = guard.report()
     report["noise_floor_passes"] = timed.pass_noise
+    report["error_split"] = error_split({subnet_key(s): float(c) for s, c in zip(held, pred)}, timed.held_passes_ms)
     cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"],
            report["noise_floor_passes"]["scored_cv"] if report["noise_floor_passes"] else 0.0]
     why = [f"CV {100 * max(cvs):.1f}% > {100 * cfg.max_noise:.1f}%"] if max(cvs) > cfg.max_noise else []

@@ -7,6 +7,7 @@ import sqlite3
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nas.costs import subnet_costs
@@ -14,7 +15,7 @@ from nas.registry import create_space
 from nas.search import main as search_main
 from predictor.composition import Composition
 from predictor.lut_io import open_lut
-from predictor.validate import anchor_drift, draw_networks, pass_noise, pick_anchors, spread_over_macs
+from predictor.validate import anchor_drift, draw_networks, error_split, pass_noise, pick_anchors, spread_over_macs
 from predictor.validate import main as validate_main
 from profiler.errors import ProfilerError
 from profiler.run import main as run_main
@@ -100,6 +101,7 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     noise = report["noise_floor_passes"]
     assert noise["networks"] == 2 and noise["passes"] == 2 and len(noise["pass_level"]) == 2
     assert noise["scored_cv"] == pytest.approx(noise["pass_cv"] / 2 ** 0.5) and report["settings"]["passes"] == 2
+    assert "error_split" in line and report["error_split"] is None  # 2 held-out networks: too few to split
     drift = report["anchors"]
     assert len(anchors) == drift["blocks"] == 4 and set(anchors) <= set(blocks) and len(blocks) == 24
     assert drift["p10"] <= drift["factor"] <= drift["p90"] and drift["shift"] >= 0
@@ -153,6 +155,25 @@ def test_pass_noise_separates_one_timing_s_noise_from_the_period_s_level():
     assert rep["pass_level"] == pytest.approx([(10 / 11 + 20 / 21) / 2 - 1, (12 / 11 + 23 / 21) / 2 - 1,
                                                (11 / 11 + 20 / 21) / 2 - 1])
     assert pass_noise({"a": {0: 1.0}}) is None
+
+
+def test_error_split_recovers_the_predictor_s_error_and_the_timing_noise():
+    # 400 networks whose prediction is off by 4% (SD) and whose every timing adds 3% of noise of its own
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(5, 50, 400)
+    pred = {f"n{i}": t * np.exp(rng.normal(-0.05, 0.04)) for i, t in enumerate(truth)}  # 5% low, on average
+    passes = {f"n{i}": {p: t * np.exp(rng.normal(0, 0.03)) for p in range(3)} for i, t in enumerate(truth)}
+    rep = error_split(pred, passes)
+    assert rep["networks"] == 400 and rep["passes"] == 3 and rep["bias"] == pytest.approx(0.05, abs=0.006)
+    assert rep["predictor_sd"] == pytest.approx(0.04, abs=0.004)
+    assert rep["timing_noise_sd"] == pytest.approx(0.03, abs=0.003)
+    assert rep["one_pass_sd"] == pytest.approx(0.05, abs=0.004)
+    # a perfect predictor: all that is left is the noise
+    exact = error_split({k: float(t) for k, t in zip(pred, truth)}, passes)
+    assert exact["predictor_sd"] < 0.005 and exact["timing_noise_sd"] == pytest.approx(0.03, abs=0.003)
+    assert abs(exact["bias"]) < 0.003
+    assert error_split(pred, {k: {0: v[0]} for k, v in passes.items()}) is None  # one pass: nothing to split
+    assert error_split(pred, {}) is None
 
 
 def test_guard_waits_out_a_disturbed_period(tmp_path: Path):

@@ -337,8 +337,12 @@ class NetworkTimings:
     probes_after: dict[WeightStreamProbe, float]
     drift: dict | None  # anchor_drift of the re-timed anchors; None without anchors
     guard: Guard
-    pass_noise: dict | None  # pass_noise of the held-out networks; None with one pass
-    held_passes_ms: dict[str, dict[int, float]] = field(default_factory=dict)  # held-out key -> {pass: ms}
+    held_passes_ms: dict[str, dict[int, float]]  # held-out key -> {pass: ms}; empty with one pass
+
+    @property
+    def pass_noise(self) -> dict | None:
+        """`pass_noise` of the held-out networks; None with one pass."""
+        return pass_noise(self.held_passes_ms)
 
 
 def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, float], stored: Lut,
@@ -355,10 +359,9 @@ def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, f
     order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
     truth_ms = measure_subnets(sess, order, space.stage_names, guard, passes=passes, seed=seed + 5)
     held_passes = pass_timings(sess, held, passes) if passes > 1 else {}
-    noise = pass_noise(held_passes) if passes > 1 else None
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
     drift = anchor_drift(measured, anchors_before, measure_anchors(sess, picks, summary)) if picks else None
-    return NetworkTimings(truth_ms, before, after, drift, guard, noise, held_passes)
+    return NetworkTimings(truth_ms, before, after, drift, guard, held_passes)
 
 
 def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> dict:

@@ -4,7 +4,8 @@ A cached file's name is a hash of what it contains: the block key or subnet JSON
 the weights (a seed, or a hash of the given module's tensors), a fingerprint of the code that builds
 and exports graphs (`nas.codehash`) and the exporter versions, so nothing converts twice and neither
 an upgrade nor a code change serves a stale file. Files are
-written to a temporary name and renamed, so a crash never leaves a half-written model.
+written to a temporary name and renamed, so a crash never leaves a half-written model. The cache is
+capped (`nas.export_cache`: least recently used files go first, 20 GB unless `$MOBILEVIT_NAS_CACHE_MAX_GB`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Iterator, Literal
 import torch
 from torch import nn
 
-from nas import export_speedups
+from nas import export_cache, export_speedups
 from nas.blocks import BlockCfg
 from nas.checkpoint import load_supernet, read_checkpoint
 from nas.codehash import graph_code_version
@@ -47,6 +48,7 @@ CACHE_ENV = "MOBILEVIT_NAS_CACHE"
 
 # Conversions actually run in this process, by format (cache hits do not count).
 conversions: dict[str, int] = {f: 0 for f in FORMATS}
+export_cache.command_start()  # before any export worker is spawned: they inherit it and spare its files
 
 
 def default_cache_dir() -> Path:
@@ -159,10 +161,23 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path) -> P
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, fmt: Format, channel_last: bool) -> Path:
     if fmt == "tflite":
-        return export_tflite(module, example, path, channel_last)
-    if fmt == "onnx":
-        return export_onnx(module, example, path)
-    raise ValueError(f"unknown export format {fmt!r}; known: {list(FORMATS)}")
+        export_tflite(module, example, path, channel_last)
+    elif fmt == "onnx":
+        export_onnx(module, example, path)
+    else:
+        raise ValueError(f"unknown export format {fmt!r}; known: {list(FORMATS)}")
+    root = path.parent.parent  # the cache root: <root>/<format>/<file>
+    export_cache.after_write([root / f for f in FORMATS])
+    return path
+
+
+def _cached(path: Path) -> bool:
+    """Whether `path` is in the cache; a hit is marked as used now (the cap evicts least recently used)."""
+    if not path.exists():
+        return False
+    log.debug("cache hit %s", path)
+    export_cache.touch(path)
+    return True
 
 
 def cache_path(what: str, fmt: Format, weights: str, stem: str, cache_dir: str | Path | None = None) -> Path:
@@ -188,8 +203,7 @@ def weights_hash(module: nn.Module) -> str:
 def export_block(cfg: BlockCfg, fmt: Format, cache_dir: str | Path | None = None, seed: int = 0) -> Path:
     """The block `cfg` (weights from `seed`) in `fmt`, converted once and cached."""
     path = cache_path(cfg.key, fmt, f"seed{seed}", cfg.key, cache_dir)
-    if path.exists():
-        log.debug("cache hit %s", path)
+    if _cached(path):
         return path
     return _export(build_block(cfg, seed), example_input(cfg), path, fmt, is_channel_last(cfg))
 
@@ -197,7 +211,7 @@ def export_block(cfg: BlockCfg, fmt: Format, cache_dir: str | Path | None = None
 def export_probe(probe: WeightStreamProbe, fmt: Format, cache_dir: str | Path | None = None) -> Path:
     """A device probe (`nas.probes`) in `fmt`, converted once and cached."""
     path = cache_path(probe.key, fmt, "seed0", probe.key, cache_dir)
-    if path.exists():
+    if _cached(path):
         return path
     return _export(probe.module(), probe.example(), path, fmt, channel_last=False)
 
@@ -211,8 +225,7 @@ def export_subnet(subnet: Subnet, fmt: Format, cache_dir: str | Path | None = No
     weights = weights_hash(module) if module is not None else f"seed{seed}"
     stem = f"subnet_{subnet.space}_r{subnet.resolution}"
     path = cache_path(subnet.to_json(), fmt, weights, stem, cache_dir)
-    if path.exists():
-        log.debug("cache hit %s", path)
+    if _cached(path):
         return path
     if module is None:
         module = build_subnet(subnet, seed=seed)

@@ -122,9 +122,9 @@ def test_cache_converts_once(cache_dir: Path) -> None:
     cfg = parse_key("transffn_2_48_2_hard_swish_ln")
     before = dict(export.conversions)
     first = export.export_block(cfg, "onnx", cache_dir=cache_dir)
-    mtime = first.stat().st_mtime_ns
+    inode = first.stat().st_ino  # a rewrite (temporary file renamed over it) would give a new inode
     second = export.export_block(cfg, "onnx", cache_dir=cache_dir)
-    assert first == second and second.stat().st_mtime_ns == mtime
+    assert first == second and second.stat().st_ino == inode
     assert export.conversions["onnx"] == before["onnx"] + 1
     # Other content, other file: a different weights seed.
     other = export.export_block(cfg, "onnx", cache_dir=cache_dir, seed=1)

@@ -17,11 +17,11 @@ with W_net MB of weights is
 with M(op) the op's rows (interpolated in log M between the probed rows, clamped at the ends) and E clamped at
 the smallest probe below it. The option `own_footprint` (format 6) charges MB(op) * (E(W_net) - E(W_block))
 instead, with E 0 at the one-layer reference's size and W_block the block's own weight MB: a block timed alone
-already streams its weights when they outgrow the caches near the core (the pooling head's ~7 MB classifier is
-charged twice without it: fit 0 over-predicted the smallest subnets by 15%). Chosen on dev runs (the spread of
-predicted/measured fell in every run, the per-type fit on 3 or 10 networks improved), it lost on fresh held-out
-data (a validate run and the independent check: it lowers the level ~6%; worse at fit 0, and on the check at fit
-10 too; benchmarks/results/network_composition_choice.md), so it is off by default. And
+already streams its weights when they outgrow the caches near the core (the pooling head's 17-24 MB is charged
+twice without it: from the probes alone the smallest subnets were over-predicted by 14-20%). A fitted
+composition uses it (FIT_OWN_FOOTPRINT: better at fit 10 in 10 of 12 dev sets); from the probes alone it is off,
+since there it lowers the level of random networks by 5-15% (benchmarks/results/network_composition_choice.md).
+And
 scale = weight_scale = type_scale = 1, ms_per_op = 0 when no network was measured (`fit` 0): the sum of
 the entries predicts a network by construction, from blocks and probes only. `fit` on measured networks
 refines the numbers (ridge towards those values). Why a scale per block type: how much slower a block runs
@@ -53,6 +53,11 @@ METHOD = "weight-stream-grid-v4"  # how the in-network term is measured (nas.pro
 META_KEY = "composition"  # where a Lut's meta keeps it
 _OLD_META_KEY = "network_correction"  # LUTs made before entries composed (refused)
 Network = Sequence[tuple[BlockCfg, float]]  # a network as its blocks with their alone entries (ms), in order
+# A composition fitted on measured networks charges each block only the footprint beyond its own. On the 7 runs'
+# random held-out networks and 5 sets of small complexity-sampler networks (all dev, network_composition_choice.md)
+# it lowered the fit-10 MAPE in 10 of 12 (e.g. 5.0 -> 4.6%, 5.4 -> 4.9%; small networks timed in the same period as
+# the fit: 11.3 -> 8.4%), while from the probes alone (fit 0) its level is 5-15% low for random networks.
+FIT_OWN_FOOTPRINT = True
 
 
 def weight_mb(cfg: BlockCfg) -> float:
@@ -97,8 +102,8 @@ class Composition:
     type_scales: tuple[tuple[str, float], ...] = ()  # (block type, factor on its alone entries); fitted only; absent: 1
     fitted_networks: int = 0  # networks `fit` saw (0: from blocks and probes alone)
     method: str = METHOD
-    # Weights term: the network's footprint beyond the block's own (format 6). Off by default: chosen on dev runs, it
-    # lost on fresh held-out data (network_composition_choice.md); LUTs made with it keep it.
+    # Weights term: the network's footprint beyond the block's own (format 6). Off from the probes alone (fit 0: its
+    # level is too low for random networks), on once fitted (FIT_OWN_FOOTPRINT); LUTs keep what they were made with.
     own_footprint: bool = False
 
     def __post_init__(self) -> None:
@@ -196,12 +201,15 @@ class Composition:
     def fit(self, networks: Sequence[Network], measured_ms: Sequence[float], ridge: float = 1.0) -> Composition:
         """Refit the type scales, weight_scale and ms_per_op on measured networks (relative least squares, each
         term pulled towards this composition's values by `ridge` x its column's mean square); `scale` is then the
-        alone-weighted mean of the fitted types' factors and `type_scales` relative to it. Returns a new one."""
+        alone-weighted mean of the fitted types' factors and `type_scales` relative to it. Returns a new one,
+        with `own_footprint` on (FIT_OWN_FOOTPRINT) where the probes allow it."""
         y = np.asarray(measured_ms, dtype=float)
         if len(networks) != len(y):
             raise ValueError(f"{len(networks)} networks but {len(y)} measured latencies")
         if len(y) == 0:
             return self
+        if FIT_OWN_FOOTPRINT and not self.own_footprint and self.alone_mb < self.curve_mb[0]:
+            return replace(self, own_footprint=True).fit(networks, measured_ms, ridge)
         # y = sum_t a_t * alone_t + b * weights + c * ops: a_t = scale * type_scale_t, b = scale * weight_scale,
         # c = scale * ms_per_op
         types = sorted({cfg.type for net in networks for cfg, _ in net})

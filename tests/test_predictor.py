@@ -227,6 +227,11 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     assert abs(one.predict(nets[:1])[0] - slower[0]) < abs(probe.predict(nets[:1])[0] - slower[0])
     assert 0.9 < one.scale < 1.2
     assert probe.fit([], []) is probe
+    # fitted from the probes' default formula (no own footprint): the fit charges the own footprint (FIT_OWN_FOOTPRINT)
+    refit = v5.fit(nets[:10], slower[:10], ridge=1e-9)
+    assert refit.own_footprint and refit.scale == pytest.approx(1.1, rel=1e-6)
+    np.testing.assert_allclose(refit.predict(nets), slower, rtol=1e-6)
+    assert v5.fit([], []) is v5 and not v5.own_footprint  # nothing fitted: the probes' formula as it was
 
 
 def test_vectorised_prediction_equals_the_block_walk_in_every_space(any_space):

@@ -25,6 +25,7 @@ from typing import TypeVar
 from tqdm import tqdm
 
 from nas.subnet import Subnet
+from profiler.errors import ProfilerError
 from profiler.prefetch import prefetch
 from profiler.protocol import measure_model
 from profiler.session import DeviceSession, Summary, measure_models
@@ -47,6 +48,11 @@ class Guard:
     tolerance: float = 0.05  # relative distance from the first timing that counts as disturbed
     max_wait_s: float = 180.0
     poll_s: float = 5.0
+    # Waits in a row that ended with the reference still off: then the device is not having a moment but a
+    # period (this host once ran the reference 17-61% slow for over half an hour, and each chunk waited 3 min
+    # for nothing): stop, keep what was measured, say so.
+    give_up_after: int = 3
+    timeouts_in_row: int = 0
     timings_ms: list[float] = field(default_factory=list)
     waited_s: float = 0.0
     disturbed: int = 0  # checks that found the device disturbed
@@ -79,8 +85,15 @@ class Guard:
         while True:
             quiet, ms, off = self._check(sess)
             if quiet:
+                self.timeouts_in_row = 0
                 return
             if time.monotonic() > deadline:
+                self.timeouts_in_row += 1
+                if self.timeouts_in_row >= self.give_up_after:
+                    raise ProfilerError(
+                        f"the device stayed disturbed: the reference model ran {100 * off:+.0f}% off its first timing "
+                        f"after {self.timeouts_in_row} waits of {self.max_wait_s:.0f} s in a row; what was measured is "
+                        "kept in the store: re-run the same command when the device is quiet (it resumes)")
                 log.warning("reference still %.1f%% off after %.0f s; measuring anyway", 100 * off, self.max_wait_s)
                 self.timings_ms.append(ms)
                 return

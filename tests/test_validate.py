@@ -189,6 +189,21 @@ def test_guard_waits_out_a_disturbed_period(tmp_path: Path):
     assert rep["cv"] < 0.01
 
 
+def test_guard_gives_up_on_a_device_that_stays_disturbed(tmp_path: Path):
+    from profiler.networks import Guard
+
+    # quiet; off twice (a wait each, then measured anyway); quiet again resets; then off three waits in a row
+    timings = iter([10.0, 15.0, 15.0, 10.1, 16.0, 16.0, 16.0])
+    guard = Guard(tmp_path / "ref.tflite", tolerance=0.05, max_wait_s=0.0, poll_s=0.0, give_up_after=3)
+    guard._time = lambda sess: next(timings)
+    for _ in range(6):
+        guard.wait_until_quiet(None)
+    assert guard.timeouts_in_row == 2
+    with pytest.raises(ProfilerError, match=r"^the device stayed disturbed: the reference model ran \+60% off its "
+                                            r"first timing after 3 waits of 0 s in a row; .* \(it resumes\)$"):
+        guard.wait_until_quiet(None)
+
+
 def test_a_reference_that_cannot_be_converted_is_one_line(monkeypatch):
     import predictor.validate as v
 

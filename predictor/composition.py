@@ -209,7 +209,8 @@ class Composition:
         if len(y) == 0:
             return self
         if FIT_OWN_FOOTPRINT and not self.own_footprint and self.alone_mb < self.curve_mb[0]:
-            return replace(self, own_footprint=True).fit(networks, measured_ms, ridge)
+            fitted = replace(self, own_footprint=True).fit(networks, measured_ms, ridge)
+            return fitted if fitted.fitted_networks else self  # a failed fit leaves the probes' formula as it was
         # y = sum_t a_t * alone_t + b * weights + c * ops: a_t = scale * type_scale_t, b = scale * weight_scale,
         # c = scale * ms_per_op
         types = sorted({cfg.type for net in networks for cfg, _ in net})

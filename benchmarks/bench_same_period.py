@@ -8,8 +8,9 @@ store, never one whose figures are reported) with 10 complexity-sampler networks
 independent check's kind, ElasticViT's lowest MACs windows) added to the held-out networks, all interleaved and
 timed with the same protocol. Then prints, for random and small networks apart, the composition from the probes
 alone (fit 0) and fitted on validate's 10 networks, with and without each block's own footprint. Writes
-`<store>.same_period.json` (validate's report) and `.small.json` (the small networks). A dev tool: the table in
-`benchmarks/results/network_composition_choice.md` (2026-12-06) came from it.
+`<store>.same_period.json` (validate's report), `<store>.small.json` (the small networks) and `<store>.lut.json`
+(git-ignored beside the store). A dev tool: the table in `benchmarks/results/network_composition_choice.md`
+(2026-12-06) came from it.
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def main() -> int:
     ap.add_argument("--small-seeds", type=int, nargs="+", default=[21, 22])
     ap.add_argument("--report-only", action="store_true", help="only print the table of an earlier run")
     args = ap.parse_args()
-    report, small, lut = (args.store.with_suffix(s) for s in (".same_period.json", ".small.json", ".lut.json"))
+    report, small, lut = (Path(f"{args.store}{s}") for s in (".same_period.json", ".small.json", ".lut.json"))
     if not args.report_only:
         run(args.store, args.seed, args.small_seeds, report, small, lut)
     table(args.store, report, small, lut)

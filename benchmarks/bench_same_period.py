@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sqlite3
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,9 @@ from nas.registry import create_space  # noqa: E402
 from nas.sampling import create_sampler  # noqa: E402
 from predictor import metrics  # noqa: E402
 from predictor.lut_io import open_lut  # noqa: E402
+from profiler.networks import subnet_key  # noqa: E402
+
+FIT, N_RANDOM = 10, 25  # validate's fitted and random held-out networks
 
 
 def run(store: Path, seed: int, small_seeds: list[int], report: Path, small: Path, lut: Path) -> None:
@@ -47,27 +50,26 @@ def run(store: Path, seed: int, small_seeds: list[int], report: Path, small: Pat
         return fitting, held + extra
 
     validate.draw_networks = with_small
-    rc = validate.main(["--serial", "local", "--store", str(store), "--fit", "10", "--n", "25", "--seed", str(seed),
-                        "--json", str(report), "--lut-out", str(lut)])
+    rc = validate.main(["--serial", "local", "--store", str(store), "--fit", str(FIT), "--n", str(N_RANDOM),
+                        "--seed", str(seed), "--json", str(report), "--lut-out", str(lut)])
     if rc:
         raise SystemExit(rc)
 
 
-def table(store: Path, report: Path, small: Path, lut_path: Path) -> None:
+def table(seed: int, report: Path, small: Path, lut_path: Path) -> None:
     space = create_space("elasticvit")
     lut = open_lut(str(lut_path))
-    flat = lut.flat()
-    nets = lambda subs: [[(b, flat[b.key]) for b in space.blocks_of(s)] for s in subs]  # noqa: E731
     rep = json.loads(report.read_text())
-    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-    rows = con.execute("select key, info_json from measurements where kind='network'")
-    spec = {k: json.loads(i)["subnet"] for k, i in rows}
-    small_set = {space.from_dict(d) for d in json.loads(small.read_text())}
-    held = [space.from_dict(spec[p["subnet"]]) for p in rep["pairs"]]
+    # the networks as `run` drew them, by their store key (validate's report names them by it)
+    fitting, held_random = validate.draw_networks(space, FIT, N_RANDOM, seed)
+    small_nets = [space.from_dict(d) for d in json.loads(small.read_text())]
+    by_key = {subnet_key(s): s for s in fitting + held_random + small_nets}
+    held = [by_key[p["subnet"]] for p in rep["pairs"]]
     y = np.array([p["measured_ms"] for p in rep["pairs"]])
-    fit = [space.from_dict(spec[p["subnet"]]) for p in rep["fit_pairs"]]
+    fit = [by_key[p["subnet"]] for p in rep["fit_pairs"]]
     yf = np.array([p["measured_ms"] for p in rep["fit_pairs"]])
-    is_small = np.array([s in small_set for s in held])
+    is_small = np.array([s in set(small_nets) for s in held])
+    nets = partial(validate._networks, space, lut)
     stored = composition.Composition.from_state(lut.meta[composition.META_KEY])
     probe = replace(stored, scale=1.0, weight_scale=1.0, ms_per_op=0.0, type_scales=(), fitted_networks=0,
                     own_footprint=False)
@@ -101,7 +103,7 @@ def main() -> int:
     report, small, lut = (Path(f"{args.store}{s}") for s in (".same_period.json", ".small.json", ".lut.json"))
     if not args.report_only:
         run(args.store, args.seed, args.small_seeds, report, small, lut)
-    table(args.store, report, small, lut)
+    table(args.seed, report, small, lut)
     return 0
 
 

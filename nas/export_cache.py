@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,7 @@ def evict(dirs: Sequence[Path], cap_bytes: int, protect_after: float) -> Evictio
     for p in (f for d in dirs if d.is_dir() for f in d.iterdir()):
         with contextlib.suppress(OSError):  # a file removed or renamed meanwhile
             st = p.stat()
-            if p.is_file() and not p.name.endswith(".tmp"):
+            if stat.S_ISREG(st.st_mode) and not p.name.endswith(".tmp"):
                 files.append((st.st_mtime, st.st_size, p))
     total = sum(size for _, size, _ in files)
     removed = removed_bytes = 0

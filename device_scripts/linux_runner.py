@@ -13,6 +13,11 @@ Each line then names its "model"; "process" says which way it ran ("own" or "for
 With --max-spread S --max-attempts N, a model whose samples spread more than S ((p90 - p10) / median,
 as the host's profiler.protocol.sample_stats computes it) is warmed up and timed again, up to N times
 in all, in the same process; the attempt with the smallest spread is reported, with "attempts".
+
+With --reference R, every model is invoked alternately with the model R, loaded beside it in the same process
+(model, R, model, R, ...): "reference_samples_us" holds R's timings, pair by pair, and the spread judged is that
+of the per-pair ratios. On a shared machine a disturbance slows both alike, so the ratio keeps the model and
+drops the period (the host turns it back into a latency with R's level).
 """
 from __future__ import annotations
 
@@ -88,42 +93,64 @@ def spread(samples: list) -> float:
     return (xs[int(round(0.9 * (n - 1)))] - xs[int(0.1 * (n - 1))]) / med
 
 
-def _time(run, args: argparse.Namespace) -> list:
+def _timed_us(run) -> float:
+    t = time.perf_counter_ns()
+    run()
+    return (time.perf_counter_ns() - t) / 1e3
+
+
+def _time(run, args: argparse.Namespace, ref=None) -> tuple:
+    """(samples, reference samples or None): `ref`, when given, is invoked after each run of the model."""
     for _ in range(args.warmup):
         run()
-    samples = []
+        if ref is not None:
+            ref()
+    samples, ref_samples = [], ([] if ref is not None else None)
     for _ in range(args.runs):
-        t = time.perf_counter_ns()
-        run()
-        samples.append((time.perf_counter_ns() - t) / 1e3)
-    return samples
+        samples.append(_timed_us(run))
+        if ref is not None:
+            ref_samples.append(_timed_us(ref))
+    return samples, ref_samples
+
+
+def _load(model: str, args: argparse.Namespace) -> tuple:
+    if model.endswith(".onnx"):
+        return _onnx(model, args.threads)
+    return _tflite(model, args.threads, not args.no_xnnpack)
 
 
 def measure(model: str, args: argparse.Namespace, process: str) -> dict:
     """Load, warm up and time one model (again while too spread); a load failure is {"error": ...}."""
     t0 = time.perf_counter_ns()
     try:
-        if model.endswith(".onnx"):
-            run, runtime, version = _onnx(model, args.threads)
-        else:
-            run, runtime, version = _tflite(model, args.threads, not args.no_xnnpack)
+        run, runtime, version = _load(model, args)
     except Exception as e:  # noqa: BLE001 - reported as JSON for the host to raise on
         return {"model": model, "error": f"{type(e).__name__}: {e}"}
     init_us = (time.perf_counter_ns() - t0) / 1e3
+    ref = None
+    if args.reference:
+        try:
+            ref = _load(args.reference, args)[0]
+        except Exception as e:  # noqa: BLE001 - reported as JSON for the host to raise on
+            return {"model": model, "error": f"reference {args.reference}: {type(e).__name__}: {e}"}
     spreads, best = [], None
     while True:
-        samples = _time(run, args)
-        spreads.append(spread(samples))
-        if best is None or spreads[-1] < spread(best):
-            best = samples
+        samples, ref_samples = _time(run, args, ref)
+        judged = samples if ref_samples is None else [s / r for s, r in zip(samples, ref_samples)]
+        spreads.append(spread(judged))
+        if best is None or spreads[-1] < best[0]:
+            best = (spreads[-1], samples, ref_samples)
         if args.max_spread is None or spreads[-1] <= args.max_spread or len(spreads) >= args.max_attempts:
             break
-    return {
+    out = {
         "model": model, "runner": "linux-python", "runtime": runtime, "runtime_version": version,
         "python": platform.python_version(), "threads": args.threads, "init_us": init_us,
         "warmup_runs": args.warmup, "process": process, "attempts": len(spreads), "spreads": spreads,
-        "samples_us": best,
+        "samples_us": best[1],
     }
+    if ref is not None:
+        out.update(reference=args.reference, reference_samples_us=best[2])
+    return out
 
 
 def _forked(model: str, args: argparse.Namespace) -> None:
@@ -165,6 +192,7 @@ def main() -> int:
     ap.add_argument("--no-xnnpack", action="store_true", help="TFLite reference kernels instead of XNNPACK")
     ap.add_argument("--max-spread", type=float, help="time a model again while its spread exceeds this")
     ap.add_argument("--max-attempts", type=int, default=1, help="timings per model in all (with --max-spread)")
+    ap.add_argument("--reference", help="invoke this model alternately with each model (paired timing)")
     args = ap.parse_args()
     if len(args.model) == 1:
         data = measure(args.model[0], args, "own")

@@ -19,7 +19,10 @@ around every chunk (disturbed periods are waited out, a chunk that ends disturbe
 and a few networks are re-measured; the held-out networks' spread over the passes is the run's own noise
 floor (`noise_floor_passes`), and `error_split` divides the held-out error into the predictor's part and one
 timing's noise (what two passes of a network share is the predictor's); a run noisier than `--max-noise`, or
-whose probes or anchors moved, is flagged. `validate(ValidateConfig)` is the same as a function.
+whose probes or anchors moved, is flagged. With `--paired` (linux-python runner) every model from the anchors on
+is instead invoked alternately with the reference network and timed as its ratio to it times the reference's
+stored level (`profiler.paired`): a disturbed period slows both alike and cancels, so there is no guard to wait.
+`validate(ValidateConfig)` is the same as a function.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ from predictor.xgb import LatencyPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args, positive_int
 from profiler.networks import Guard, measure_subnets, pass_timings, subnet_key
+from profiler.paired import pair_with
 from profiler.prefetch import default_workers
 from profiler.protocol import measure_model
 from profiler.session import DeviceSession, ProfileJob, Summary, measure_anchors, measure_probes
@@ -79,6 +83,7 @@ class ValidateConfig:
     max_noise: float = 0.02  # flag the run when the noise floor's CV exceeds this
     anchors: int = 24  # measured blocks re-timed around the networks (0: entries as stored)
     passes: int = 3  # each network is timed once per pass (own order each); its median pass is its timing
+    paired: bool = False  # every model timed alternately with the reference network, as its ratio to it
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -225,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "networks; entries are rescaled by their drift since they were stored (0: as stored)")
     ap.add_argument("--passes", type=positive_int, default=3, help="time every network once per pass (each pass "
                     "in its own order) and keep its median pass: one timing on a shared device is not enough")
+    ap.add_argument("--paired", action="store_true", help="time every model (networks, anchors, probes) invoked "
+                    "alternately with the reference network, as its ratio to it times the reference's stored level: "
+                    "a disturbed period cancels (linux-python runner; kept apart from plain timings in the store)")
     add_measure_arguments(ap, export_workers=default_workers())
     return ap
 
@@ -235,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = ValidateConfig(args.serial, measure_settings_from_args(args), args.store, args.space, args.n, args.fit,
                              args.json, args.plot, args.lut_out, args.noise_networks, args.noise_repeats,
-                             args.max_noise, args.anchors, args.passes)
+                             args.max_noise, args.anchors, args.passes, args.paired)
         report = validate(cfg)
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -336,8 +344,9 @@ class NetworkTimings:
     probes_before: dict[WeightStreamProbe, float]
     probes_after: dict[WeightStreamProbe, float]
     drift: dict | None  # anchor_drift of the re-timed anchors; None without anchors
-    guard: Guard
+    guard: Guard | None  # None when timed paired (the pairing takes the guard's place)
     held_passes_ms: dict[str, dict[int, float]]  # held-out key -> {pass: ms}; empty with one pass
+    reference_ms: float | None = None  # the reference's level when timed paired
 
     @property
     def pass_noise(self) -> dict | None:
@@ -346,14 +355,18 @@ class NetworkTimings:
 
 
 def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, float], stored: Lut,
-                  fitting: list[Subnet], held: list[Subnet], anchors: int, passes: int, seed: int) -> NetworkTimings:
+                  fitting: list[Subnet], held: list[Subnet], anchors: int, passes: int, seed: int,
+                  paired: bool = False) -> NetworkTimings:
     """The measuring protocol of validate and its benchmark: `anchors` measured blocks and the weight-stream
-    probes timed before and after the networks, the networks in `passes` guarded passes."""
+    probes timed before and after the networks, the networks in `passes` guarded passes. `paired`: everything
+    from here on is timed paired with the reference network (`profiler.paired`) instead of guarded by it."""
     picks = pick_anchors({k: v for k, v in measured.items() if k in stored.entries}, anchors, seed + 3)
     summary = Summary(serial=sess.target.serial)
+    reference = reference_model(space, held[0], sess.job.run.model_format)
+    level = pair_with(sess, reference) if paired else None
+    guard = None if paired else Guard(reference)
     anchors_before = measure_anchors(sess, picks, summary) if picks else {}
     before = probe_curve(sess)
-    guard = Guard(reference_model(space, held[0], sess.job.run.model_format))
     # fitting and held-out networks interleaved (seeded): a device that drifts during the run shifts both sets
     # alike instead of fitting one period and scoring another
     order = random.Random(seed + 2).sample(fitting + held, len(fitting) + len(held))
@@ -361,7 +374,7 @@ def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, f
     held_passes = pass_timings(sess, held, passes) if passes > 1 else {}
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
     drift = anchor_drift(measured, anchors_before, measure_anchors(sess, picks, summary)) if picks else None
-    return NetworkTimings(truth_ms, before, after, drift, guard, held_passes)
+    return NetworkTimings(truth_ms, before, after, drift, guard, held_passes, level)
 
 
 def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> dict:
@@ -369,7 +382,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     measured = sess.measured()
     stored = fit_lut(space, measured, serial, run.backend, seed)
     fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
-    timed = time_networks(sess, space, measured, stored, fitting, held, cfg.anchors, cfg.passes, seed)
+    timed = time_networks(sess, space, measured, stored, fitting, held, cfg.anchors, cfg.passes, seed, cfg.paired)
     truth_by_key, drift, guard = timed.truth_ms, timed.drift, timed.guard
     lut = stored.scaled(drift["factor"]) if drift else stored
     if drift:
@@ -398,21 +411,24 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
         save_lut(lut, cfg.lut_out)
     noisy = held[:: max(1, len(held) // max(1, cfg.noise_networks))][:cfg.noise_networks]
     report["noise_floor"] = noise_floor(sess, noisy, cfg.noise_repeats) if cfg.noise_networks > 0 else None
-    report["noise_floor_reference"] = guard.report()
+    report["noise_floor_reference"] = guard.report() if guard else None
+    report["paired"] = ({"reference": Path(str(sess.job.run.reference)).name, "reference_ms": timed.reference_ms}
+                        if cfg.paired else None)
     report["noise_floor_passes"] = timed.pass_noise
     report["error_split"] = error_split({subnet_key(s): float(c) for s, c in zip(held, pred)}, timed.held_passes_ms)
-    cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"],
+    cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"] if guard else 0.0,
            report["noise_floor_passes"]["scored_cv"] if report["noise_floor_passes"] else 0.0]
     why = [f"CV {100 * max(cvs):.1f}% > {100 * cfg.max_noise:.1f}%"] if max(cvs) > cfg.max_noise else []
-    if drift and drift["shift"] > guard.tolerance:
+    tolerance = guard.tolerance if guard else Guard.tolerance
+    if drift and drift["shift"] > tolerance:
         why.append(f"the anchor blocks moved {100 * drift['shift']:.0f}% between the start and the end")
-    if curve_shift > guard.tolerance:
+    if curve_shift > tolerance:
         why.append(f"the weight-stream probes moved {100 * curve_shift:.0f}% between the start and the end")
     report["noisy"] = (f"the device was noisy during this run ({'; '.join(why)}): its figures are not meaningful; "
                        "re-run on a quiet device" if why else None)
     report["lut"] = {"measured": lut.count("measured"), "predicted": lut.count("predicted")}
     report["settings"] = {"run": run.to_dict(), "protocol": cfg.settings.protocol.to_dict(), "seed": seed,
-                          "fit": cfg.fit, "n": cfg.n, "passes": cfg.passes}
+                          "fit": cfg.fit, "n": cfg.n, "passes": cfg.passes, "paired": cfg.paired}
     report["pairs"] = [{"subnet": subnet_key(s), "set": "held-out", "mmacs": subnet_costs(space, s)["macs"] / 1e6,
                         "plain_ms": float(p), "fit0_ms": float(f0), "predicted_ms": float(c), "measured_ms": float(t)}
                        for s, p, f0, c, t in zip(held, plain, fit0, pred, truth)]

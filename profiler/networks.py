@@ -188,7 +188,7 @@ def keep_median_pass(sess: DeviceSession, key: str, by_pass: dict[int, float]) -
     r = sess.job.run
     ranked = sorted(by_pass, key=by_pass.__getitem__)
     median_pass = ranked[(len(ranked) - 1) // 2]
-    sess.store.copy(sess.device_id, r.runner, r.backend, r.threads, (PASS_KIND, pass_key(key, median_pass)),
+    sess.store.copy(sess.device_id, r.store_runner, r.backend, r.threads, (PASS_KIND, pass_key(key, median_pass)),
                     (KIND, key), {"pass_ms": [by_pass[n] for n in sorted(by_pass)], "passes": len(by_pass),
                                   "median_pass": median_pass}, sess.run_id)
     return by_pass[median_pass]

@@ -1,6 +1,7 @@
 """Profile one device: fingerprint, prepare the runner, measure blocks in a seeded order, store each."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -114,7 +115,7 @@ class DeviceSession:
     def measured(self, kind: str = "block") -> dict[str, float]:
         """key -> latency_ms of what this device has measured under these run settings (resume, fits)."""
         r = self.job.run
-        return self.store.latencies(self.device_id, r.runner, r.backend, r.threads, kind)
+        return self.store.latencies(self.device_id, r.store_runner, r.backend, r.threads, kind)
 
     def cool_down(self) -> None:
         p = self.job.protocol
@@ -159,17 +160,22 @@ class DeviceSession:
         return self._reconnecting(lambda: measure_batch(self.target, runner, models, self.job.run, self.job.protocol,
                                                         self.mask, export_s))
 
+    def use_run(self, run: RunSettings) -> None:
+        """Measure from now on with `run` (e.g. paired with a reference); what is stored records it."""
+        self.job = dataclasses.replace(self.job, settings=dataclasses.replace(self.job.settings, run=run))
+        self.settings = {**self.settings, "run": run.to_dict()}
+
     def store_result(self, kind: str, key: str, res: BlockResult, started: float, extra: dict | None = None,
                      replace: bool = False) -> None:
         r = self.job.run
         info = {**res.samples.info, "timings_s": res.timings_s, **(extra or {})}
-        self.store.add(MeasurementRow(self.device_id, r.runner, r.backend, r.threads, kind, key,
+        self.store.add(MeasurementRow(self.device_id, r.store_runner, r.backend, r.threads, kind, key,
                                       res.stats["median_ms"], res.samples.samples_us, res.stats, res.attempts,
                                       self.settings, info, started, time.time()), self.run_id, replace)
 
     def record_failure(self, kind: str, key: str, error: str) -> None:
         r = self.job.run
-        self.store.add_failure(self.device_id, self.run_id, r.runner, r.backend, r.threads, kind, key, error)
+        self.store.add_failure(self.device_id, self.run_id, r.store_runner, r.backend, r.threads, kind, key, error)
 
     def close(self) -> None:
         self.store.finish_run(self.run_id)

@@ -17,6 +17,12 @@ BACKEND_FORMATS = {"cpu": "tflite", "cpu-noxnnpack": "tflite", "gpu": "tflite", 
 _HEX_MASK = re.compile(r"(0x)?[0-9a-fA-F]{1,16}")
 
 
+def store_runner(runner: str, reference: str | None) -> str:
+    """The runner as the store records it: paired timings are another way of measuring, kept apart from plain
+    ones (and from timings paired with another reference) so that the two are never mixed."""
+    return runner if reference is None else f"{runner}+ref:{Path(reference).name}"
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """How one model is run on the device."""
@@ -27,6 +33,11 @@ class RunSettings:
     warmup_runs: int = 10
     num_runs: int = 50
     cpu_mask: str | None = None  # hex affinity mask; None = the fastest cores, read from the device
+    # Paired timing: every model is invoked alternately with this reference model (a local file) in one process,
+    # and its latency is the median of its per-pair ratios to the reference times `reference_ms` (the reference's
+    # own level, one number per store): a disturbance that slows both alike cancels (linux-python runner only).
+    reference: str | None = None
+    reference_ms: float | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_FORMATS:
@@ -36,6 +47,14 @@ class RunSettings:
         if self.cpu_mask is not None:  # it reaches a device shell (taskset): only a plain hex number passes
             if not _HEX_MASK.fullmatch(self.cpu_mask) or int(self.cpu_mask, 16) == 0:
                 raise ValueError(f"--cpu-mask {self.cpu_mask!r} is not a non-zero hex CPU mask (e.g. f0 or 0x80)")
+        if (self.reference is None) != (self.reference_ms is None) or (
+                self.reference_ms is not None and not (math.isfinite(self.reference_ms) and self.reference_ms > 0)):
+            raise ValueError(f"paired timing needs a reference model and its positive level in ms, got "
+                             f"{self.reference!r} and {self.reference_ms!r}")
+
+    @property
+    def store_runner(self) -> str:
+        return store_runner(self.runner, self.reference)
 
     @property
     def model_format(self) -> str:

@@ -111,6 +111,41 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
 
 
 @pytest.mark.slow
+def test_validate_paired_times_everything_against_the_reference_and_resumes(tmp_path: Path, capsys):
+    store = tmp_path / "m.sqlite"
+    assert run_main(["--serial", "local", "--budget", "24", "--store", str(store), *FAST]) == 0
+    out = tmp_path / "report.json"
+    cmd = ["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out), "--noise-networks",
+           "1", "--noise-repeats", "2", "--anchors", "4", "--passes", "2", "--paired", *FAST]
+    assert validate_main(cmd) == 0
+    report = json.loads(out.read_text())
+    paired = report["paired"]
+    assert paired["reference_ms"] > 0 and paired["reference"].endswith(".tflite") and report["settings"]["paired"]
+    assert report["noise_floor_reference"] is None  # no guard: the pairing takes its place
+    assert all(p["measured_ms"] > 0 for p in report["pairs"]) and report["anchors"]["blocks"] == 4
+
+    def rows() -> dict[str, set[str]]:
+        with sqlite3.connect(store) as c:
+            got: dict[str, set[str]] = {}
+            for runner, kind, key in c.execute("SELECT runner, kind, key FROM measurements"):
+                got.setdefault(kind, set()).add(runner)
+                got.setdefault(f"{kind} keys", set()).add(key)
+            return got
+
+    first = rows()
+    runner = f"linux-python+ref:{paired['reference']}"
+    assert first["block"] == {"linux-python"}  # the profiler's entries, read as stored
+    for kind in ("network", "network-pass", "anchor", "probe", "reference-level"):
+        assert first[kind] == {runner}, kind  # everything validate timed is filed as paired, never mixed with plain
+    assert len(first["network-pass keys"]) == 8 and len(first["reference-level keys"]) == 1
+    assert validate_main(cmd) == 0  # the same command again: the stored level and pass timings are reused
+    again = json.loads(out.read_text())
+    assert again["paired"] == paired and rows()["network-pass keys"] == first["network-pass keys"]
+    assert [p["measured_ms"] for p in again["pairs"]] == [p["measured_ms"] for p in report["pairs"]]
+    capsys.readouterr()
+
+
+@pytest.mark.slow
 @pytest.mark.device
 def test_validate_on_an_android_device_through_benchmark_model(loopback_device, tmp_path: Path, capsys):
     """The phone path end to end over adb: the tflite-benchmark runner with a benchmark_model binary."""

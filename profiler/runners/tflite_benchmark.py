@@ -73,6 +73,8 @@ class TFLiteBenchmarkRunner:
         return benchmark_command(self._remote, model_remote, settings, mask)
 
     def measure(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> Samples:
+        if settings.reference is not None:
+            raise RunnerError("paired timing needs the linux-python runner: benchmark_model times one model a process")
         cmd = self.command(model_remote, settings, mask)
         samples: list[float] = []
         loops: list[dict] = []

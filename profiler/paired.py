@@ -1,0 +1,53 @@
+"""Paired timing: each model invoked alternately with one reference model, its latency its ratio to the reference.
+
+On a shared machine a disturbed period slows every model running at that moment by about the same factor, and the
+factor changes from second to second (`benchmarks/results/paired_noise.md`: six networks timed over 12 rounds moved
+7.5% alone, their ratio to a reference invoked between their runs 1.4%). So a paired timing is the median of the
+per-pair ratios times the reference's level: one number per device, run settings and reference, timed plainly
+once (median of a few timings) and stored, so that a resumed run and every later run against the same reference use
+the same level. Predicted / measured does not depend on the level when everything compared is timed paired (a
+level that is off moves every timing alike); the level sets the absolute ms. The store files paired timings under
+their own runner name (`RunSettings.store_runner`): never mixed with plain ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+
+from profiler.errors import ProfilerError
+from profiler.protocol import measure_model
+from profiler.session import DeviceSession
+from profiler.settings import store_runner
+from profiler.store import MeasurementRow
+
+LEVEL_KIND = "reference-level"
+PAIRED_RUNNERS = ("linux-python",)  # runners that can invoke two models in one process
+
+
+def pair_with(sess: DeviceSession, reference: Path, repeats: int = 5) -> float:
+    """Switch `sess` to timing every model paired with `reference`; return the reference's level (ms): the one
+    stored for this device, run settings and reference, else the median of `repeats` plain timings of it now
+    (then stored)."""
+    run = sess.job.run
+    if run.runner not in PAIRED_RUNNERS:
+        raise ProfilerError(f"paired timing needs the {' or '.join(PAIRED_RUNNERS)} runner, not {run.runner} "
+                            "(benchmark_model times one model per process)")
+    if run.reference is not None:
+        raise ProfilerError("this session already times paired")
+    runner_name = store_runner(run.runner, str(reference))
+    stored = sess.store.latencies(sess.device_id, runner_name, run.backend, run.threads, LEVEL_KIND)
+    level = stored.get(reference.name)
+    if level is None:
+        started = time.time()
+        results = [measure_model(sess.target, sess.runner, reference, run, sess.job.protocol, sess.mask)
+                   for _ in range(repeats)]
+        timings = [r.stats["median_ms"] for r in results]
+        level = statistics.median(timings)
+        mid = min(results, key=lambda r: abs(r.stats["median_ms"] - level))
+        sess.store.add(MeasurementRow(sess.device_id, runner_name, run.backend, run.threads, LEVEL_KIND,
+                                      reference.name, level, mid.samples.samples_us, mid.stats, len(results),
+                                      sess.settings, {"timings_ms": timings}, started, time.time()), sess.run_id)
+    sess.use_run(dataclasses.replace(run, reference=str(reference), reference_ms=level))
+    return level

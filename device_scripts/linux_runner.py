@@ -14,10 +14,10 @@ With --max-spread S --max-attempts N, a model whose samples spread more than S (
 as the host's profiler.protocol.sample_stats computes it) is warmed up and timed again, up to N times
 in all, in the same process; the attempt with the smallest spread is reported, with "attempts".
 
-With --reference R, every model is invoked alternately with the model R, loaded beside it in the same process
-(model, R, model, R, ...): "reference_samples_us" holds R's timings, pair by pair, and the spread judged is that
-of the per-pair ratios. On a shared machine a disturbance slows both alike, so the ratio keeps the model and
-drops the period (the host turns it back into a latency with R's level).
+With --reference R, every model is timed alternately with the model R, loaded beside it in the same process, in
+blocks of a few invokes each (see _time): "reference_samples_us" holds R's timings, pair by pair, and the spread
+judged is that of the per-pair ratios. On a shared machine a disturbance slows both alike, so the ratio keeps
+the model and drops the period (the host turns it back into a latency with R's level).
 """
 from __future__ import annotations
 
@@ -99,17 +99,27 @@ def _timed_us(run) -> float:
     return (time.perf_counter_ns() - t) / 1e3
 
 
+PAIR_BLOCK = 5  # paired timing: invokes of one model before switching to the other
+
+
 def _time(run, args: argparse.Namespace, ref=None) -> tuple:
-    """(samples, reference samples or None): `ref`, when given, is invoked after each run of the model."""
+    """(samples, reference samples or None). With `ref`: blocks of PAIR_BLOCK timed invokes of the model, then as
+    many of the reference, each block after one untimed invoke (the other model evicted its weights from the caches:
+    invoked one after the other, a small model paired with a network ran up to 2x slower than alone); sample i of
+    the model pairs with sample i of the reference, timed a few invokes apart."""
     for _ in range(args.warmup):
         run()
         if ref is not None:
             ref()
-    samples, ref_samples = [], ([] if ref is not None else None)
-    for _ in range(args.runs):
-        samples.append(_timed_us(run))
-        if ref is not None:
-            ref_samples.append(_timed_us(ref))
+    if ref is None:
+        return [_timed_us(run) for _ in range(args.runs)], None
+    samples, ref_samples = [], []
+    while len(samples) < args.runs:
+        n = min(PAIR_BLOCK, args.runs - len(samples))
+        run()
+        samples.extend(_timed_us(run) for _ in range(n))
+        ref()
+        ref_samples.extend(_timed_us(ref) for _ in range(n))
     return samples, ref_samples
 
 

@@ -1,13 +1,16 @@
-"""Paired timing: each model invoked alternately with one reference model, its latency its ratio to the reference.
+"""Paired timing: each model timed alternately with one reference model, its latency its ratio to the reference.
 
 On a shared machine a disturbed period slows every model running at that moment by about the same factor, and the
 factor changes from second to second (`benchmarks/results/paired_noise.md`: six networks timed over 12 rounds moved
-7.5% alone, their ratio to a reference invoked between their runs 1.4%). So a paired timing is the median of the
-per-pair ratios times the reference's level: one number per device, run settings and reference, timed plainly
-once (median of a few timings) and stored, so that a resumed run and every later run against the same reference use
-the same level. Predicted / measured does not depend on the level when everything compared is timed paired (a
-level that is off moves every timing alike); the level sets the absolute ms. The store files paired timings under
-their own runner name (`RunSettings.store_runner`): never mixed with plain ones.
+7.5% alone, their ratio to a reference invoked between their runs 1.4%). The device script times blocks of a few
+invokes of each, the first after a switch untimed: invoked one after the other, the reference evicted a small
+model's weights and a block ran up to 2x slower than alone (a dev run of validate: every anchor 1.56x its entry). So
+a paired timing is the median of the per-pair ratios times the reference's level: one number per device, run
+settings and reference, timed plainly once (median of a few timings) and stored, so that a resumed run and every
+later run against the same reference use the same level. Predicted / measured does not depend on the level when
+everything compared is timed paired (a level that is off moves every timing alike); the level sets the absolute ms.
+The store files paired timings under their own runner name (`RunSettings.store_runner`): never mixed with plain
+ones.
 """
 from __future__ import annotations
 

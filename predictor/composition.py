@@ -220,10 +220,22 @@ class Composition:
         now = dict(self.type_scales)
         prior = self.scale * np.array([*(now.get(t, 1.0) for t in types), self.weight_scale, self.ms_per_op])
         lam = ridge * np.diag(np.maximum((a ** 2).mean(axis=0), 1e-12))
-        theta = np.linalg.solve(a.T @ a + lam, a.T @ np.ones_like(y) + lam @ prior)
+        # A type whose factor comes out <= 0 (blocks that take no time: noise, not a device; seen for the stem, one
+        # small block per network, the weakest column) is held at its prior value and the rest refitted.
+        held = np.zeros(len(prior), dtype=bool)
+        while True:
+            free = ~held
+            rhs = np.ones_like(y) - a[:, held] @ prior[held]
+            theta = prior.copy()
+            theta[free] = np.linalg.solve(a[:, free].T @ a[:, free] + lam[np.ix_(free, free)],
+                                          a[:, free].T @ rhs + lam[np.ix_(free, free)] @ prior[free])
+            bad = (theta[: len(types)] <= 0) & free[: len(types)]
+            if not bad.any():
+                break
+            held[: len(types)] |= bad
         per_type = theta[: len(types)]
         if np.any(per_type <= 0):
-            return self  # a fit that says blocks of a type take no time is noise, not a device
+            return self  # its prior too says a type takes no time: not a composition to refine
         scale = float(per_type @ by_type.sum(0) / by_type.sum())
         return replace(self, scale=scale, weight_scale=float(theta[-2] / scale), ms_per_op=float(theta[-1] / scale),
                        type_scales=tuple({**now, **{t: float(v / scale) for t, v in zip(types, per_type)}}.items()),

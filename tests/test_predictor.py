@@ -232,6 +232,18 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     assert refit.own_footprint and refit.scale == pytest.approx(1.1, rel=1e-6)
     np.testing.assert_allclose(refit.predict(nets), slower, rtol=1e-6)
     assert v5.fit([], []) is v5 and not v5.own_footprint  # nothing fitted: the probes' formula as it was
+    # a type the networks say takes less than no time (noise on the stem, one small block per network): held at
+    # its prior, the others fitted (before: the whole fit was dropped for the probes' formula)
+    stem = np.array([sum(ms for b, ms in n if b.type == "firstconv") for n in nets])
+    odd = slower - 1.5 * stem
+    fitted = probe.fit(nets[:10], odd[:10], ridge=1e-9)
+    scales = dict(fitted.type_scales)
+    assert fitted.fitted_networks == 10 and min(scales.values()) > 0
+    assert fitted.scale * scales["firstconv"] == pytest.approx(1.0)  # its prior: scale 1 x type scale 1
+    def err(c: Composition) -> float:
+        return float(np.abs(np.log(c.predict(nets[:10]) / odd[:10])).mean())
+
+    assert err(fitted) < err(probe)
 
 
 def test_vectorised_prediction_equals_the_block_walk_in_every_space(any_space):

@@ -202,7 +202,7 @@ def main() -> int:
     ap.add_argument("--no-xnnpack", action="store_true", help="TFLite reference kernels instead of XNNPACK")
     ap.add_argument("--max-spread", type=float, help="time a model again while its spread exceeds this")
     ap.add_argument("--max-attempts", type=int, default=1, help="timings per model in all (with --max-spread)")
-    ap.add_argument("--reference", help="invoke this model alternately with each model (paired timing)")
+    ap.add_argument("--reference", help="time this model alternately with each (paired timing)")
     args = ap.parse_args()
     if len(args.model) == 1:
         data = measure(args.model[0], args, "own")

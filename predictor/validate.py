@@ -20,9 +20,9 @@ and a few networks are re-measured; the held-out networks' spread over the passe
 floor (`noise_floor_passes`), and `error_split` divides the held-out error into the predictor's part and one
 timing's noise (what two passes of a network share is the predictor's); a run noisier than `--max-noise`, or
 whose probes or anchors moved, is flagged. With `--paired` (linux-python runner) every model from the anchors on
-is instead invoked alternately with the reference network and timed as its ratio to it times the reference's
-stored level (`profiler.paired`): a disturbed period slows both alike and cancels, so there is no guard to wait.
-`validate(ValidateConfig)` is the same as a function.
+is instead timed alternately with the reference network (blocks of invokes), as its ratio to it times the
+reference's stored level (`profiler.paired`): a disturbed period slows both alike and cancels, so there is no
+guard to wait. `validate(ValidateConfig)` is the same as a function.
 """
 from __future__ import annotations
 
@@ -230,9 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "networks; entries are rescaled by their drift since they were stored (0: as stored)")
     ap.add_argument("--passes", type=positive_int, default=3, help="time every network once per pass (each pass "
                     "in its own order) and keep its median pass: one timing on a shared device is not enough")
-    ap.add_argument("--paired", action="store_true", help="time every model (networks, anchors, probes) invoked "
-                    "alternately with the reference network, as its ratio to it times the reference's stored level: "
-                    "a disturbed period cancels (linux-python runner; kept apart from plain timings in the store)")
+    ap.add_argument("--paired", action="store_true", help="time every model (networks, anchors, probes) "
+                    "alternately with the reference network, in blocks of invokes, as its ratio to it times the "
+                    "reference's stored level: a disturbed period cancels (linux-python runner; kept apart from "
+                    "plain timings in the store)")
     add_measure_arguments(ap, export_workers=default_workers())
     return ap
 

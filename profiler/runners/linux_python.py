@@ -19,7 +19,7 @@ def runner_command(python: str, script_remote: str, model_remote: str | Sequence
                    mask: str | None, retry: ProtocolSettings | None = None, reference_remote: str | None = None) -> str:
     """The device shell command that runs one model (or several, each in its own forked process, one after
     another; with `retry`, each timed again in its process while too spread; with `reference_remote`, each
-    invoked alternately with that model); every value is quoted."""
+    timed alternately with that model); every value is quoted."""
     models = [model_remote] if isinstance(model_remote, str) else list(model_remote)
     argv: list[object] = [python, script_remote]
     for m in models:

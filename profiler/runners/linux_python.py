@@ -41,11 +41,13 @@ class LinuxPythonRunner:
 
     def __init__(self, python: str = "python3") -> None:
         self.python = python
+        self._pushed: dict[tuple[str, str], str] = {}  # (serial, local reference) -> its path on the device
 
     def prepare(self, target: Target, settings: RunSettings) -> dict:
         if settings.backend not in ("cpu", "cpu-noxnnpack", "onnx"):
             raise RunnerError(f"runner linux-python runs backends cpu, cpu-noxnnpack, onnx, not {settings.backend!r}")
         push_if_changed(target, SCRIPT, remote_path(target, SCRIPT.name), mode=0o755)
+        self._pushed.clear()  # prepared again (e.g. a phone that rebooted): push the reference again too
         module = "onnxruntime" if settings.backend == "onnx" else "ai_edge_litert"
         r = target.shell(f"{sh_quote(self.python)} -c {sh_quote(f'import {module}')} 2>&1")
         if r.exit_code != 0:
@@ -57,12 +59,14 @@ class LinuxPythonRunner:
         """The paired timing's reference on the device (pushed when its content changed), or None."""
         if settings.reference is None:
             return None
-        local = Path(settings.reference)
-        if not local.is_file():
-            raise RunnerError(f"the paired timing's reference model {local} does not exist")
-        remote = remote_path(target, "reference" + local.suffix)
-        push_if_changed(target, local, remote)
-        return remote
+        key = (target.serial, settings.reference)
+        if key not in self._pushed:  # once per session, not per measurement: it is hashed and checked to push
+            local = Path(settings.reference)
+            if not local.is_file():
+                raise RunnerError(f"the paired timing's reference model {local} does not exist")
+            self._pushed[key] = remote_path(target, "reference" + local.suffix)
+            push_if_changed(target, local, self._pushed[key])
+        return self._pushed[key]
 
     def command(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> str:
         return runner_command(self.python, remote_path(target, SCRIPT.name), model_remote, settings, mask,

@@ -59,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     print(line("composed entries, blocks + probes only (fit 0)", r["composed_fit0"]))
     print(line("plain sum of alone entries", r["block_sum"]))
     if r.get("noise_floor"):
+        guard = r["noise_floor_reference"]
+        around = (f"reference re-timed through the run: {100 * guard['cv']:.1f}%" if guard else
+                  f"each timed paired with {r['paired']['reference']} (level {r['paired']['reference_ms']:.2f} ms)")
         print(f"noise floor: the same network measured repeatedly varies by {100 * r['noise_floor']['mean_cv']:.1f}% "
-              f"(CV); reference re-timed through the run: {100 * r['noise_floor_reference']['cv']:.1f}%")
+              f"(CV); {around}")
     if r.get("noise_floor_passes"):
         p = r["noise_floor_passes"]
         print(f"the held-out subnets timed in {p['passes']} passes: one timing varies by {100 * p['pass_cv']:.1f}% "

@@ -14,15 +14,15 @@ one timing of a network moved by 5-8% between periods). `--anchors K`
 of the measured blocks are timed again before and after the networks: every entry is rescaled by their
 median drift since the store's run (a shared host or a phone runs at another speed an hour later). The
 held-out figures are the report's top level (`n`, `acc10`, `acc5`, `mape`, `rmse_ms`); the plain sum
-of alone entries and the probe-only composition are beside them. A reference network is re-timed
-around every chunk (disturbed periods are waited out, a chunk that ends disturbed is measured again)
-and a few networks are re-measured; the held-out networks' spread over the passes is the run's own noise
-floor (`noise_floor_passes`), and `error_split` divides the held-out error into the predictor's part and one
+of alone entries and the probe-only composition are beside them. Every model from the anchors on is timed
+alternately with a reference network (blocks of invokes; on a phone, benchmark_model invocations), as its
+ratio to it times the reference's stored level (`profiler.paired`): a disturbed period slows both alike and
+cancels. With `--no-paired` each is timed alone and the reference is re-timed around every chunk instead
+(disturbed periods are waited out, a chunk that ends disturbed is measured again). A few networks are
+re-measured back to back; the held-out networks' spread over the passes is the run's own noise floor
+(`noise_floor_passes`), and `error_split` divides the held-out error into the predictor's part and one
 timing's noise (what two passes of a network share is the predictor's); a run noisier than `--max-noise`, or
-whose probes or anchors moved, is flagged. With `--paired` (linux-python runner) every model from the anchors on
-is instead timed alternately with the reference network (blocks of invokes), as its ratio to it times the
-reference's stored level (`profiler.paired`): a disturbed period slows both alike and cancels, so there is no
-guard to wait. `validate(ValidateConfig)` is the same as a function.
+whose probes or anchors moved, is flagged. `validate(ValidateConfig)` is the same as a function.
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ class ValidateConfig:
     max_noise: float = 0.02  # flag the run when the noise floor's CV exceeds this
     anchors: int = 24  # measured blocks re-timed around the networks (0: entries as stored)
     passes: int = 3  # each network is timed once per pass (own order each); its median pass is its timing
-    paired: bool = False  # every model timed alternately with the reference network, as its ratio to it
+    paired: bool = True  # every model timed alternately with the reference network, as its ratio to it
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -230,10 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "networks; entries are rescaled by their drift since they were stored (0: as stored)")
     ap.add_argument("--passes", type=positive_int, default=3, help="time every network once per pass (each pass "
                     "in its own order) and keep its median pass: one timing on a shared device is not enough")
-    ap.add_argument("--paired", action="store_true", help="time every model (networks, anchors, probes) "
-                    "alternately with the reference network, in blocks of invokes, as its ratio to it times the "
-                    "reference's stored level: a disturbed period cancels (linux-python runner; kept apart from "
-                    "plain timings in the store)")
+    ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True,
+                    help="time every model (networks, anchors, probes) alternately with the reference network, in "
+                    "blocks of invokes, as its ratio to it times the reference's stored level: a disturbed period "
+                    "cancels (on a phone, whole benchmark_model invocations alternate: slow changes cancel; kept "
+                    "apart from plain timings in the store). --no-paired: time each alone, a guard waits out "
+                    "disturbed periods")
     add_measure_arguments(ap, export_workers=default_workers())
     return ap
 

@@ -2,10 +2,12 @@
 
 On a shared machine a disturbed period slows every model running at that moment by about the same factor, and the
 factor changes from second to second (`benchmarks/results/paired_noise.md`: six networks timed over 12 rounds moved
-7.5% alone, their ratio to a reference invoked between their runs 1.4%). The device script times blocks of a few
-invokes of each, the first after a switch untimed: invoked one after the other, the reference evicted a small
-model's weights and a block ran up to 2x slower than alone (a dev run of validate: every anchor 1.56x its entry). So
-a paired timing is the median of the per-pair ratios times the reference's level: one number per device, run
+7.5% alone, their ratio to a reference invoked between their runs 1.4%). The linux-python device script times blocks
+of a few invokes of each, the first after a switch untimed: invoked one after the other, the reference evicted a
+small model's weights and a block ran up to 2x slower than alone (a dev run of validate: every anchor 1.56x its
+entry). The tflite-benchmark runner alternates whole benchmark_model invocations (one model a process), so on a
+phone it follows slower changes only (throttling, background jobs). A paired timing is the median of the per-pair
+ratios times the reference's level: one number per device, run
 settings and reference, timed plainly once (median of a few timings) and stored, so that a resumed run and every
 later run against the same reference use the same level. Predicted / measured does not depend on the level when
 everything compared is timed paired (a level that is off moves every timing alike); the level sets the absolute ms.
@@ -26,7 +28,6 @@ from profiler.settings import store_runner
 from profiler.store import MeasurementRow
 
 LEVEL_KIND = "reference-level"
-PAIRED_RUNNERS = ("linux-python",)  # runners that can invoke two models in one process
 
 
 def pair_with(sess: DeviceSession, reference: Path, repeats: int = 5) -> float:
@@ -34,9 +35,6 @@ def pair_with(sess: DeviceSession, reference: Path, repeats: int = 5) -> float:
     stored for this device, run settings and reference, else the median of `repeats` plain timings of it now
     (then stored)."""
     run = sess.job.run
-    if run.runner not in PAIRED_RUNNERS:
-        raise ProfilerError(f"paired timing needs the {' or '.join(PAIRED_RUNNERS)} runner, not {run.runner} "
-                            "(benchmark_model times one model per process)")
     if run.reference is not None:
         raise ProfilerError("this session already times paired")
     runner_name = store_runner(run.runner, str(reference))

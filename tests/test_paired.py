@@ -46,13 +46,29 @@ def test_a_paired_sample_is_its_ratio_to_the_reference_times_the_level() -> None
     assert plain.samples_us == (2000.0, 6000.0)
 
 
-def test_benchmark_model_refuses_paired_timing(tmp_path: Path) -> None:
+def test_benchmark_model_pairs_whole_invocations(tmp_path: Path, space) -> None:
+    """On a phone the reference and the model alternate as benchmark_model invocations in one device command."""
+    from nas.export import export_block
+    from profiler.plan import candidate_blocks
     from profiler.runners.tflite_benchmark import TFLiteBenchmarkRunner
 
-    paired = RunSettings(runner="tflite-benchmark", reference="/x/ref.tflite", reference_ms=2.0)
-    with pytest.raises(RunnerError, match="paired timing needs the linux-python runner"):
-        TFLiteBenchmarkRunner(binary=tmp_path / "benchmark_model").measure(LocalTarget(workdir=tmp_path), "m.tflite",
-                                                                           paired, None)
+    convs = [c for c in candidate_blocks(space, []) if c.key.startswith("conv")][:2]
+    a, b = (export_block(c, "tflite") for c in convs)
+    target = LocalTarget(workdir=tmp_path)
+    runner = TFLiteBenchmarkRunner(binary=Path(__file__).parents[1] / "device_scripts" / "litert_benchmark_model.py",
+                                   repeats=3)
+    settings = RunSettings(runner="tflite-benchmark", warmup_runs=1, num_runs=4, reference=str(b), reference_ms=3.0)
+    runner.prepare(target, settings)
+    got = runner.measure(target, str(a), settings, None)
+    model, ref = got.info["model_samples_us"], got.info["reference_samples_us"]
+    assert len(model) == 3 and len(ref) == 4 and all(x > 0 for x in model + ref)  # reference first, between, last
+    ratios = tuple(m / (0.5 * (ref[i] + ref[i + 1])) for i, m in enumerate(model))
+    assert got.samples_us == pytest.approx(tuple(r * 3000.0 for r in ratios))
+    assert (tmp_path / "reference.tflite").read_bytes() == b.read_bytes()
+    selfpaired = sorted(runner.measure(target, str(b), settings, None).samples_us)[1]
+    assert 0.5 * 3000.0 < selfpaired < 2.0 * 3000.0  # the reference over itself: about its level
+    with pytest.raises(ParseError):  # an invocation that prints no timings is an error, never a ratio
+        runner.measure(target, str(tmp_path / "missing.tflite"), settings, None)
 
 
 def test_the_device_script_times_each_model_paired_with_the_reference(tmp_path: Path, space) -> None:

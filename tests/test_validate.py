@@ -60,7 +60,7 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     out = tmp_path / "report.json"
     assert validate_main(["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out),
                           "--noise-networks", "1", "--noise-repeats", "2", "--lut-out", str(tmp_path / "lut.json"),
-                          "--anchors", "4", "--passes", "2", *FAST]) == 0
+                          "--anchors", "4", "--passes", "2", "--no-paired", *FAST]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     report = json.loads(out.read_text())
     assert {"n", "acc10", "acc5", "mape", "rmse_ms", "fit", "composed_fit0", "block_sum"} <= set(report)
@@ -119,7 +119,7 @@ def test_validate_paired_times_everything_against_the_reference_and_resumes(tmp_
     assert run_main(["--serial", "local", "--budget", "24", "--store", str(store), *FAST]) == 0
     out = tmp_path / "report.json"
     cmd = ["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out), "--noise-networks",
-           "1", "--noise-repeats", "2", "--anchors", "4", "--passes", "2", "--paired", *FAST]
+           "1", "--noise-repeats", "2", "--anchors", "4", "--passes", "2", *FAST]
     assert validate_main(cmd) == 0
     report = json.loads(out.read_text())
     paired = report["paired"]
@@ -165,7 +165,8 @@ def test_validate_on_an_android_device_through_benchmark_model(loopback_device, 
     with sqlite3.connect(store) as c:
         runners = c.execute("SELECT DISTINCT runner FROM measurements WHERE kind='network'").fetchall()
         devices = c.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
-    assert runners == [("tflite-benchmark",)] and devices == 1
+    # paired by default: whole benchmark_model invocations alternate with the reference's, filed apart from plain
+    assert runners == [(f"tflite-benchmark+ref:{report['paired']['reference']}",)] and devices == 1
 
 
 def test_anchors_spread_over_types_and_drift_is_their_median_ratio():

@@ -8,7 +8,7 @@ from profiler.errors import ParseError, RunnerError
 from profiler.parsers.linux_python import parse_linux_runner_batch, parse_linux_runner_output
 from profiler.runners._registry import register_runner
 from profiler.runners.base import Samples
-from profiler.runners.push import push_if_changed
+from profiler.runners.push import push_if_changed, push_reference
 from profiler.settings import ProtocolSettings, RunSettings
 from profiler.targets import Target, remote_path, sh_quote
 
@@ -55,22 +55,9 @@ class LinuxPythonRunner:
                               "on an Android phone use the tflite-benchmark runner: --benchmark-binary PATH")
         return {"python": self.python}
 
-    def _reference(self, target: Target, settings: RunSettings) -> str | None:
-        """The paired timing's reference on the device (pushed when its content changed), or None."""
-        if settings.reference is None:
-            return None
-        key = (target.serial, settings.reference)
-        if key not in self._pushed:  # once per session, not per measurement: it is hashed and checked to push
-            local = Path(settings.reference)
-            if not local.is_file():
-                raise RunnerError(f"the paired timing's reference model {local} does not exist")
-            self._pushed[key] = remote_path(target, "reference" + local.suffix)
-            push_if_changed(target, local, self._pushed[key])
-        return self._pushed[key]
-
     def command(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> str:
         return runner_command(self.python, remote_path(target, SCRIPT.name), model_remote, settings, mask,
-                              reference_remote=self._reference(target, settings))
+                              reference_remote=push_reference(target, settings, self._pushed))
 
     def measure(self, target: Target, model_remote: str, settings: RunSettings, mask: str | None) -> Samples:
         r = target.shell(self.command(target, model_remote, settings, mask))
@@ -82,7 +69,7 @@ class LinuxPythonRunner:
         again there while its spread exceeds the protocol's); one Samples (info: "attempts") or the model's
         ParseError/RunnerError per model, in order."""
         cmd = runner_command(self.python, remote_path(target, SCRIPT.name), models_remote, settings, mask, protocol,
-                             self._reference(target, settings))
+                             push_reference(target, settings, self._pushed))
         r = target.shell(cmd)
         out: list[Samples | Exception] = []
         for d in parse_linux_runner_batch(r.output, list(models_remote)):

@@ -359,7 +359,7 @@ class NetworkTimings:
 
 def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, float], stored: Lut,
                   fitting: list[Subnet], held: list[Subnet], anchors: int, passes: int, seed: int,
-                  paired: bool = False) -> NetworkTimings:
+                  paired: bool) -> NetworkTimings:
     """The measuring protocol of validate and its benchmark: `anchors` measured blocks and the weight-stream
     probes timed before and after the networks, the networks in `passes` guarded passes. `paired`: everything
     from here on is timed paired with the reference network (`profiler.paired`) instead of guarded by it."""

@@ -33,9 +33,10 @@ class RunSettings:
     warmup_runs: int = 10
     num_runs: int = 50
     cpu_mask: str | None = None  # hex affinity mask; None = the fastest cores, read from the device
-    # Paired timing: every model is invoked alternately with this reference model (a local file) in one process,
+    # Paired timing: every model is invoked alternately with this reference model (a local file),
     # and its latency is the median of its per-pair ratios to the reference times `reference_ms` (the reference's
-    # own level, one number per store): a disturbance that slows both alike cancels (linux-python runner only).
+    # own level, one number per store): a disturbance that slows both alike cancels (both runners; on a phone
+    # whole benchmark_model invocations alternate).
     reference: str | None = None
     reference_ms: float | None = None
 

@@ -12,6 +12,10 @@ network's error into its entries' error (LUT sum / blocks timed now) and the com
 network / blocks timed now, against predicted / LUT sum). Writes benchmarks/results/independent_check.md
 and .json. The LUT's timings come from another period than this run's: on a shared host that alone can
 move every network by several percent, so run it right after the LUT is made and say when each was made.
+When the LUT was timed paired (its meta keeps the reference network and its level), the reference network is
+timed in every pass with the same loop: its ratio to the LUT's level says how far this period's level is from
+the LUT's (reported beside the figures, never applied to them; `--validation REPORT` gives the level for a LUT
+written before LUTs kept it).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from nas.registry import create_space
 from nas.sampling import create_sampler
 from nas.specs import resolve_subnet
 from predictor import metrics
+from profiler.paired import reference_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -84,6 +89,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--sampler", default="complexity", choices=["complexity", "uniform"])
     ap.add_argument("--blocks", type=int, default=0, help="also time the blocks of this many subnets alone")
+    ap.add_argument("--validation", type=Path, help="predictor.validate's report of the LUT: its reference level, "
+                    "for a LUT that does not keep it")
     ap.add_argument("--work", type=Path, help="folder for the subnet JSONs and models (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=RESULTS / "independent_check")
     args = ap.parse_args()
@@ -102,7 +109,15 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "nas.export", "--subnet", str(p), "--format", "tflite", "--out",
                             str(p.with_suffix(".tflite"))], check=True, capture_output=True)
     print(f"exported {len(specs)} subnets with nas.export in {time.time() - t0:.0f} s", flush=True)
-    measured, pass_cv = timed_passes([p.with_suffix(".tflite") for p in specs])
+    level = json.loads(Path(args.lut).read_text()).get("meta", {}).get("paired")
+    if level is None and args.validation:  # LUTs written before the LUT kept its level: validate's report has it
+        level = json.loads(args.validation.read_text()).get("paired")
+    models = [p.with_suffix(".tflite") for p in specs]
+    reference = reference_model(space, subnets[0], "tflite") if level else None
+    if reference is not None and reference.name != level["reference"]:
+        raise SystemExit(f"the LUT was timed against {level['reference']}, this code's reference is {reference.name}")
+    measured, pass_cv = timed_passes(models + ([reference] if reference else []))
+    level_ratio = measured.pop() / level["reference_ms"] if reference else None
     predicted, plain = predict_cli(args.lut, specs, False), predict_cli(args.lut, specs, True)
     summary = metrics.summary(predicted, measured)
     rows = []
@@ -118,7 +133,8 @@ def main() -> int:
         rows.append(row)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = {"lut": args.lut, "sampler": args.sampler, "seed": args.seed, "n": len(rows), "when": when,
-              "pass_cv": pass_cv, "under_predicted": int(sum(r["predicted_ms"] < r["measured_ms"] for r in rows)),
+              "pass_cv": pass_cv, "reference": level, "level_ratio": level_ratio,
+              "under_predicted": int(sum(r["predicted_ms"] < r["measured_ms"] for r in rows)),
               **summary, "rows": rows}
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     lines = [f"# Independent check: {len(rows)} subnets from the {args.sampler!r} sampler (seed {args.seed})", "",
@@ -128,7 +144,9 @@ def main() -> int:
              f"**±10% {100 * summary['acc10']:.0f}%, ±5% {100 * summary['acc5']:.0f}%, "
              f"MAPE {100 * summary['mape']:.1f}%**; "
              f"under-predicted {report['under_predicted']} of {len(rows)}; median predicted/measured "
-             f"{np.median([r['predicted_ms'] / r['measured_ms'] for r in rows]):.3f}.", "",
+             f"{np.median([r['predicted_ms'] / r['measured_ms'] for r in rows]):.3f}."
+             + (f" The LUT's reference network ({level['reference']}) ran {level_ratio:.3f}x its level in the LUT "
+                f"({level['reference_ms']:.2f} ms) in this run's loop." if level_ratio else ""), "",
              "| subnet | R | measured ms | predicted ms | error | LUT sum ms | blocks alone now ms | entries "
              "| gap measured | gap predicted |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

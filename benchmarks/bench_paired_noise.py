@@ -28,7 +28,8 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from nas.export import export_subnet  # noqa: E402
 from nas.registry import create_space  # noqa: E402
-from predictor.validate import draw_networks, reference_model  # noqa: E402
+from predictor.validate import draw_networks  # noqa: E402
+from profiler.paired import reference_model  # noqa: E402
 
 
 def _interpreter(path: Path):

@@ -337,6 +337,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--store", type=Path, default=DEFAULT_STORE, help="profiler store the timings go to")
     g.add_argument("--passes", type=int, default=VerifySettings.passes,
                    help="time each winner once per pass and keep the median pass (default: %(default)s)")
+    g.add_argument("--paired", action=argparse.BooleanOptionalAction, default=VerifySettings.paired,
+                   help="time each winner alternately with validate's reference network (the level the LUT's "
+                   "validation was timed on); --no-paired: alone, under the guard")
     add_measure_arguments(ap)  # its --seed also seeds the search
     return ap
 
@@ -359,7 +362,7 @@ def job_from_args(a: argparse.Namespace) -> SearchJob:
 def verify_settings(a: argparse.Namespace) -> VerifySettings:
     """The --verify flags as settings (the run settings are the profiler's flags)."""
     return VerifySettings(a.serial, with_format(measure_settings_from_args(a), a.format), a.checkpoint, a.store,
-                          seed=a.seed, passes=a.passes)
+                          seed=a.seed, passes=a.passes, paired=a.paired)
 
 
 def parse_args(argv: list[str] | None = None) -> SearchJob:

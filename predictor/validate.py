@@ -53,7 +53,7 @@ from predictor.xgb import LatencyPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args, positive_int
 from profiler.networks import Guard, measure_subnets, pass_timings, subnet_key
-from profiler.paired import pair_with
+from profiler.paired import pair_with, reference_model
 from profiler.prefetch import default_workers
 from profiler.protocol import measure_model
 from profiler.session import DeviceSession, ProfileJob, Summary, measure_anchors, measure_probes
@@ -323,17 +323,6 @@ def anchor_drift(stored: dict[str, float], before: dict[str, float], after: dict
             "shift": float(np.median([abs(after[k] / before[k] - 1) for k in both]))}
 
 
-def reference_model(space: SearchSpace, fallback: Subnet, fmt: str) -> Path:
-    """The guard's reference: a mid-size released network (else `fallback`), converted."""
-    released = list(space.released.values())
-    sub = released[len(released) // 2] if released else fallback
-    try:
-        return export_subnet(sub, fmt)
-    except Exception as e:  # noqa: BLE001 - a converter's failure is reported in one line, not as a traceback
-        raise ProfilerError(f"could not convert the reference network to {fmt}: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''}") from e
-
-
 def _networks(space: SearchSpace, lut: Lut, subnets: list[Subnet]) -> list[Network]:
     flat = lut.flat()
     return [[(b, flat[b.key]) for b in space.blocks_of(s)] for s in subnets]
@@ -410,6 +399,8 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
                     "composed_fit0_as_stored": metrics.summary(fit0_stored, truth), "anchors": drift,
                     "probes": probe_report}
     lut.meta[META_KEY] = composition.get_state()
+    if cfg.paired:  # the level its networks were timed on: a later timing of the reference tells whether it moved
+        lut.meta["paired"] = {"reference": Path(str(sess.job.run.reference)).name, "reference_ms": timed.reference_ms}
     if cfg.lut_out:
         save_lut(lut, cfg.lut_out)
     noisy = held[:: max(1, len(held) // max(1, cfg.noise_networks))][:cfg.noise_networks]

@@ -7,8 +7,11 @@ and set the measured latency beside the predicted one.
 Each subnet is exported whole (the graph `profiler`, `predictor.validate` and `nas.export` make) with the
 weights of a `nas.train` checkpoint (read as tensors only), or with the profiler's seeded random weights when
 there is none; then it is timed through the same device session, runner and protocol as `profiler.run` and
-`predictor.validate`, a reference network (the first subnet's own model) re-timed around each chunk: a
-disturbed period is waited out and a chunk that ended disturbed is timed again. As in `predictor.validate`,
+`predictor.validate`: by default paired with validate's reference network (each subnet's timing its ratio to the
+reference timed alternately with it, times the reference's stored level, so a disturbed period cancels and the
+timings are on the level validate's held-out networks and fitted composition were); with `--no-paired` timed alone,
+a reference network (the first subnet's own model) re-timed around each chunk: a disturbed period is waited out and
+a chunk that ended disturbed is timed again. As in `predictor.validate`,
 each subnet is timed once per pass (`--passes`, default 3; each pass in its own seeded order), each timing
 stored as kind 'network-pass', and its network measurement (kind 'network', key `profiler.networks.subnet_key`)
 is a copy of its median pass, the latest replacing an older one of the same device and run settings, so
@@ -45,6 +48,7 @@ from predictor.subnet_predictor import SubnetPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args
 from profiler.networks import KIND, PASS_KIND, Guard, in_guarded_chunks, keep_median_pass, pass_key, subnet_key
+from profiler.paired import pair_with, reference_model
 from profiler.session import DeviceSession, ProfileJob, RunStopped, Summary, measure_models
 from profiler.settings import BACKEND_FORMATS, MeasureSettings
 from profiler.store import DEFAULT_STORE
@@ -62,7 +66,9 @@ class VerifySettings:
     measure: MeasureSettings = field(default_factory=MeasureSettings)  # runner, backend, threads, binary, protocol
     checkpoint: Path | None = None  # a nas.train checkpoint; None: the seeded random weights the profiler times
     store: Path = DEFAULT_STORE  # the profiler store the timings go to
-    guard: bool = True  # re-time a reference network around each chunk; wait out and re-time disturbed chunks
+    # time each subnet paired with validate's reference network (profiler.paired); False: alone, under the guard
+    paired: bool = True
+    guard: bool = True  # unpaired: re-time a reference network around each chunk; wait out and re-time disturbed ones
     chunk: int = 5  # subnets between two reference timings
     remeasure: int = 2  # times a chunk that ended disturbed is timed again
     seed: int = 0  # the random weights' seed when there is no checkpoint (and the passes' orders)
@@ -81,7 +87,8 @@ class VerifySettings:
         return {"serial": self.serial, "model_format": self.model_format, "run": m.run.to_dict(),
                 "protocol": m.protocol.to_dict(), "benchmark_binary": str(m.benchmark_binary or "") or None,
                 "checkpoint": str(self.checkpoint) if self.checkpoint else None, "store": str(self.store),
-                "guard": self.guard, "chunk": self.chunk, "remeasure": self.remeasure, "seed": self.seed,
+                "paired": self.paired, "guard": self.guard and not self.paired, "chunk": self.chunk,
+                "remeasure": self.remeasure, "seed": self.seed,
                 "passes": self.passes}
 
 
@@ -199,7 +206,10 @@ def verify(space: SearchSpace, candidates: Sequence[Chosen], settings: VerifySet
                                                         "export_s": round(time.perf_counter() - t0, 3)}))
         net = None  # the supernet is not needed while timing
         if items:
-            guard = Guard(items[0].model) if settings.guard else None  # a reference that needs no conversion
+            if settings.paired:  # validate's reference: the timings share its level with the LUT's validation
+                pair_with(sess, reference_model(space, candidates[0][1], fmt))
+            # unpaired, the first subnet's own model is the guard's reference: it needs no other conversion
+            guard = Guard(items[0].model) if settings.guard and not settings.paired else None
             try:
                 _measure_all(sess, items, guard, settings)
                 if guard is not None:
@@ -248,8 +258,8 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def settings_from_args(args: argparse.Namespace) -> VerifySettings:
     """VerifySettings from the flags of `add_measure_arguments` and --serial, --format, --checkpoint, --store."""
     measure = with_format(measure_settings_from_args(args), args.format)
-    return VerifySettings(args.serial, measure, args.checkpoint, args.store, guard=not args.no_guard,
-                          passes=args.passes)
+    return VerifySettings(args.serial, measure, args.checkpoint, args.store, paired=args.paired,
+                          guard=not args.no_guard, passes=args.passes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,7 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE)
     ap.add_argument("--space", help=f"one of {list_spaces()} (default: the --lut's own, else elasticvit)")
     ap.add_argument("--json", type=Path, help="write the rows, summary and settings here")
-    ap.add_argument("--no-guard", action="store_true", help="do not re-time a reference network around chunks")
+    ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=VerifySettings.paired,
+                    help="time each subnet alternately with validate's reference network, as its ratio to it times "
+                    "the reference's stored level (as predictor.validate does by default); --no-paired: time each "
+                    "alone under the guard")
+    ap.add_argument("--no-guard", action="store_true", help="with --no-paired: do not re-time a reference network "
+                    "around chunks")
     ap.add_argument("--passes", type=int, default=VerifySettings.passes,
                     help="time each subnet once per pass and keep the median pass (default: %(default)s)")
     add_measure_arguments(ap)

@@ -21,6 +21,9 @@ import statistics
 import time
 from pathlib import Path
 
+from nas.export import export_subnet
+from nas.searchspace import SearchSpace
+from nas.subnet import Subnet
 from profiler.errors import ProfilerError
 from profiler.protocol import measure_model
 from profiler.session import DeviceSession
@@ -52,3 +55,15 @@ def pair_with(sess: DeviceSession, reference: Path, repeats: int = 5) -> float:
                                       sess.settings, {"timings_ms": timings}, started, time.time()), sess.run_id)
     sess.use_run(dataclasses.replace(run, reference=str(reference), reference_ms=level))
     return level
+
+
+def reference_model(space: SearchSpace, fallback: Subnet, fmt: str) -> Path:
+    """The reference network of paired timing and of the guard (validate, verify and their benchmarks): a mid-size
+    released network (else `fallback`), converted."""
+    released = list(space.released.values())
+    sub = released[len(released) // 2] if released else fallback
+    try:
+        return export_subnet(sub, fmt)
+    except Exception as e:  # noqa: BLE001 - a converter's failure is reported in one line, not as a traceback
+        raise ProfilerError(f"could not convert the reference network to {fmt}: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}") from e

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nas.registry import create_space
 from profiler.errors import ParseError, ProfilerError, RunnerError
 from profiler.settings import MeasureSettings, RunSettings
 from profiler.targets import LocalTarget
@@ -119,3 +120,15 @@ def test_pair_with_times_the_level_once_and_a_later_session_reuses_it(tmp_path: 
         rows = c.execute("SELECT runner, key, info_json FROM measurements WHERE kind = ?", (LEVEL_KIND,)).fetchall()
     assert len(rows) == 1 and rows[0][0] == f"linux-python+ref:{ref.name}" and rows[0][1] == ref.name
     assert len(json.loads(rows[0][2])["timings_ms"]) == 3
+
+
+def test_a_reference_that_cannot_be_converted_is_one_line(monkeypatch):
+    import profiler.paired as v
+
+    def broken(sub, fmt):
+        raise RuntimeError("Failed to export a node '%1539'\n  (a long converter trace)")
+
+    monkeypatch.setattr(v, "export_subnet", broken)
+    with pytest.raises(ProfilerError, match=r"^could not convert the reference network to onnx: RuntimeError: "
+                                            r"Failed to export a node '%1539'$"):
+        v.reference_model(create_space("elasticvit"), create_space("elasticvit").min_subnet(), "onnx")

@@ -285,4 +285,6 @@ def test_cli_verifies_each_limits_best_on_this_host(tmp_path: Path, capsys):
     with sqlite3.connect(store) as db:
         (n,) = db.execute("select count(*) from measurements where kind = 'network'").fetchone()
         (n_pass,) = db.execute("select count(*) from measurements where kind = 'network-pass'").fetchone()
+        runners = db.execute("select distinct runner from measurements where kind = 'network'").fetchall()
     assert n == 1 and n_pass == 2
+    assert len(runners) == 1 and runners[0][0].startswith("linux-python+ref:")  # paired, as validate times

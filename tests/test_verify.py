@@ -17,6 +17,7 @@ from nas.supernet import Supernet, build_subnet
 from predictor.verify import VerifySettings, export_candidate, verify, with_format
 from predictor.verify import main as verify_main
 from profiler.networks import subnet_key
+from profiler.paired import LEVEL_KIND, reference_model
 from profiler.settings import MeasureSettings, ProtocolSettings, RunSettings
 from tests.runtimes import run_tflite
 
@@ -109,9 +110,13 @@ def test_verify_over_the_loopback_device(space, trained: Path, loopback_device, 
         runners = c.execute("SELECT DISTINCT runner FROM measurements WHERE kind='network'").fetchall()
         info = json.loads(c.execute("SELECT info_json FROM measurements WHERE key=?", (subnet_key(low),)).fetchone()[0])
         failures = c.execute("SELECT kind, key FROM failures").fetchall()
+        levels = c.execute("SELECT runner, key FROM measurements WHERE kind=?", (LEVEL_KIND,)).fetchall()
     # the same rows validate stores for networks: a later validate or fit reads them
     assert stored == {subnet_key(low): rows[0]["measured_ms"], subnet_key(deeper): rows[2]["measured_ms"]}
-    assert runners == [("tflite-benchmark",)]
+    # paired with validate's reference by default: filed apart from plain timings, on the level validate's are
+    reference = reference_model(space, low, "tflite").name
+    assert runners == [(f"tflite-benchmark+ref:{reference}",)]
+    assert levels == [(f"tflite-benchmark+ref:{reference}", reference)]
     assert info["subnet"] == rows[0]["subnet"] and info["weights"] == rows[0]["weights"]
     # each subnet timed in every pass (default 3); its row and network measurement are its median pass
     for r in ok:
@@ -126,7 +131,7 @@ def test_cli_times_onnx_on_this_host(trained: Path, tmp_path: Path, capsys):
     store, out = tmp_path / "m.sqlite", tmp_path / "v.json"
     code = verify_main(["--serial", "local", "--subnet", "min", "--lut", "pixel4", "--checkpoint", str(trained),
                         "--format", "onnx", "--store", str(store), "--json", str(out), "--warmup", "1", "--runs", "5",
-                        "--no-guard"])  # the guard (waits on a busy host) is exercised over the loopback device
+                        "--no-paired", "--no-guard"])  # paired: the loopback test; the guard: test_validate
     text = capsys.readouterr().out
     assert code == 0, text
     report = json.loads(out.read_text())
@@ -135,7 +140,9 @@ def test_cli_times_onnx_on_this_host(trained: Path, tmp_path: Path, capsys):
     assert report["settings"]["run"]["backend"] == "onnx" and report["summary"]["measured"] == 1
     assert "min" in text and "1 of 1 measured (onnx, local)" in text
     with sqlite3.connect(store) as c:
-        assert c.execute("SELECT backend FROM measurements WHERE kind='network'").fetchall() == [("onnx",)]
+        assert c.execute("SELECT runner, backend FROM measurements WHERE kind='network'").fetchall() == [
+            ("linux-python", "onnx")]  # --no-paired: timed alone, filed as plain
+    assert report["settings"]["paired"] is False
 
 
 def test_format_picks_a_backend_that_runs_it():

@@ -207,7 +207,8 @@ def verify(space: SearchSpace, candidates: Sequence[Chosen], settings: VerifySet
         net = None  # the supernet is not needed while timing
         if items:
             if settings.paired:  # validate's reference: the timings share its level with the LUT's validation
-                pair_with(sess, reference_model(space, candidates[0][1], fmt))
+                first = next(sub for (_, sub, _), row in zip(candidates, rows) if row["error"] is None)
+                pair_with(sess, reference_model(space, first, fmt))  # a space without released networks: `first`
             # unpaired, the first subnet's own model is the guard's reference: it needs no other conversion
             guard = Guard(items[0].model) if settings.guard and not settings.paired else None
             try:

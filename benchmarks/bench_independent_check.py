@@ -37,6 +37,7 @@ from nas.registry import create_space
 from nas.sampling import create_sampler
 from nas.specs import resolve_subnet
 from predictor import metrics
+from predictor.lut_io import open_lut
 from profiler.paired import reference_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -109,7 +110,7 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "nas.export", "--subnet", str(p), "--format", "tflite", "--out",
                             str(p.with_suffix(".tflite"))], check=True, capture_output=True)
     print(f"exported {len(specs)} subnets with nas.export in {time.time() - t0:.0f} s", flush=True)
-    level = json.loads(Path(args.lut).read_text()).get("meta", {}).get("paired")
+    level = open_lut(args.lut, space).meta.get("paired")
     if level is None and args.validation:  # LUTs written before the LUT kept its level: validate's report has it
         level = json.loads(args.validation.read_text()).get("paired")
     models = [p.with_suffix(".tflite") for p in specs]

@@ -399,15 +399,16 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
                     "composed_fit0_as_stored": metrics.summary(fit0_stored, truth), "anchors": drift,
                     "probes": probe_report}
     lut.meta[META_KEY] = composition.get_state()
-    if cfg.paired:  # the level its networks were timed on: a later timing of the reference tells whether it moved
-        lut.meta["paired"] = {"reference": Path(str(sess.job.run.reference)).name, "reference_ms": timed.reference_ms}
+    level = ({"reference": Path(str(sess.job.run.reference)).name, "reference_ms": timed.reference_ms}
+             if cfg.paired else None)
+    if level:  # the level its networks were timed on: a later timing of the reference tells whether it moved
+        lut.meta["paired"] = level
     if cfg.lut_out:
         save_lut(lut, cfg.lut_out)
     noisy = held[:: max(1, len(held) // max(1, cfg.noise_networks))][:cfg.noise_networks]
     report["noise_floor"] = noise_floor(sess, noisy, cfg.noise_repeats) if cfg.noise_networks > 0 else None
     report["noise_floor_reference"] = guard.report() if guard else None
-    report["paired"] = ({"reference": Path(str(sess.job.run.reference)).name, "reference_ms": timed.reference_ms}
-                        if cfg.paired else None)
+    report["paired"] = level
     report["noise_floor_passes"] = timed.pass_noise
     report["error_split"] = error_split({subnet_key(s): float(c) for s, c in zip(held, pred)}, timed.held_passes_ms)
     cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"] if guard else 0.0,

@@ -17,16 +17,18 @@ held-out figures are the report's top level (`n`, `acc10`, `acc5`, `mape`, `rmse
 of alone entries and the probe-only composition are beside them. Every model from the anchors on is timed
 alternately with a reference network (blocks of invokes; on a phone, benchmark_model invocations), as its
 ratio to it times the reference's stored level (`profiler.paired`): a disturbed period slows both alike and
-cancels. With `--no-paired` each is timed alone and the reference is re-timed around every chunk instead
-(disturbed periods are waited out, a chunk that ends disturbed is measured again). A few networks are
-re-measured back to back; the held-out networks' spread over the passes is the run's own noise floor
-(`noise_floor_passes`), and `error_split` divides the held-out error into the predictor's part and one
-timing's noise (what two passes of a network share is the predictor's); a run noisier than `--max-noise`, or
+cancels; the run (its report and LUT) is then put on the level of its own period, the median of the reference's
+plain timings at its start and end (`paired` in the report). With `--no-paired` each is timed alone and the
+reference is re-timed around every chunk instead (disturbed periods are waited out, a chunk that ends disturbed is
+measured again). A few networks are re-measured back to back; the held-out networks' spread over the passes is the
+run's own noise floor (`noise_floor_passes`), and `error_split` divides the held-out error into the predictor's part
+and one timing's noise (what two passes of a network share is the predictor's); a run noisier than `--max-noise`, or
 whose probes or anchors moved, is flagged. `validate(ValidateConfig)` is the same as a function.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import random
@@ -53,7 +55,7 @@ from predictor.xgb import LatencyPredictor
 from profiler.errors import ProfilerError
 from profiler.measure_args import add_measure_arguments, measure_settings_from_args, positive_int
 from profiler.networks import Guard, measure_subnets, pass_timings, subnet_key
-from profiler.paired import pair_with, reference_model
+from profiler.paired import pair_with, reference_model, run_level, time_plainly
 from profiler.prefetch import default_workers
 from profiler.protocol import measure_model
 from profiler.session import DeviceSession, ProfileJob, Summary, measure_anchors, measure_probes
@@ -65,6 +67,7 @@ log = logging.getLogger("predictor.validate")
 MIN_BLOCKS = 20
 REPORT_FORMAT = "mobilevit-nas/validation"
 REPORT_VERSION = 2
+LEVEL_REPEATS = 5  # plain timings of the reference at each end of a paired run
 
 
 @dataclass(frozen=True)
@@ -338,12 +341,21 @@ class NetworkTimings:
     drift: dict | None  # anchor_drift of the re-timed anchors; None without anchors
     guard: Guard | None  # None when timed paired (the pairing takes the guard's place)
     held_passes_ms: dict[str, dict[int, float]]  # held-out key -> {pass: ms}; empty with one pass
-    reference_ms: float | None = None  # the reference's level when timed paired
+    level: dict | None = None  # paired: the reference, its stored level, its plain timings at both ends
 
     @property
     def pass_noise(self) -> dict | None:
         """`pass_noise` of the held-out networks; None with one pass."""
         return pass_noise(self.held_passes_ms)
+
+    def rescaled(self, factor: float) -> NetworkTimings:
+        """Every timing times `factor` (what the anchors' drift says too): the same run on another level."""
+        def times(d: dict) -> dict:
+            return {k: v * factor for k, v in d.items()}
+        drift = self.drift and {**self.drift, **{k: self.drift[k] * factor for k in ("factor", "p10", "p90")}}
+        return dataclasses.replace(self, truth_ms=times(self.truth_ms), probes_before=times(self.probes_before),
+                                   probes_after=times(self.probes_after), drift=drift,
+                                   held_passes_ms={k: times(v) for k, v in self.held_passes_ms.items()})
 
 
 def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, float], stored: Lut,
@@ -355,7 +367,8 @@ def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, f
     picks = pick_anchors({k: v for k, v in measured.items() if k in stored.entries}, anchors, seed + 3)
     summary = Summary(serial=sess.target.serial)
     reference = reference_model(space, held[0], sess.job.run.model_format)
-    level = pair_with(sess, reference) if paired else None
+    start = time_plainly(sess, reference, LEVEL_REPEATS) if paired else []
+    unit_ms = pair_with(sess, reference, timed=start) if paired else None
     guard = None if paired else Guard(reference)
     anchors_before = measure_anchors(sess, picks, summary) if picks else {}
     before = probe_curve(sess)
@@ -366,7 +379,17 @@ def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, f
     held_passes = pass_timings(sess, held, passes) if passes > 1 else {}
     after = probe_curve(sess)  # the probes bracket the networks: a curve that moved is a disturbed run
     drift = anchor_drift(measured, anchors_before, measure_anchors(sess, picks, summary)) if picks else None
-    return NetworkTimings(truth_ms, before, after, drift, guard, held_passes, level)
+    timed = NetworkTimings(truth_ms, before, after, drift, guard, held_passes)
+    if unit_ms is None:
+        return timed
+    # paired timings are on the stored level (`unit_ms`); the run is put on the level of its own period
+    timings = {"start": [r.stats["median_ms"] for r in start],
+               "end": [r.stats["median_ms"] for r in time_plainly(sess, reference, LEVEL_REPEATS)]}
+    level_ms = run_level(timings["start"] + timings["end"])
+    moved = statistics.median(timings["end"]) / statistics.median(timings["start"]) - 1
+    return dataclasses.replace(timed.rescaled(level_ms / unit_ms), level={
+        "reference": reference.name, "reference_ms": level_ms, "stored_level_ms": unit_ms,
+        "timings_ms": timings, "moved": moved})
 
 
 def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> dict:
@@ -399,9 +422,8 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
                     "composed_fit0_as_stored": metrics.summary(fit0_stored, truth), "anchors": drift,
                     "probes": probe_report}
     lut.meta[META_KEY] = composition.get_state()
-    level = ({"reference": Path(str(sess.job.run.reference)).name, "reference_ms": timed.reference_ms}
-             if cfg.paired else None)
-    if level:  # the level its networks were timed on: a later timing of the reference tells whether it moved
+    level = timed.level
+    if level:  # the level its networks are on: a later timing of the reference tells whether it moved
         lut.meta["paired"] = level
     if cfg.lut_out:
         save_lut(lut, cfg.lut_out)

@@ -8,10 +8,10 @@ Each subnet is exported whole (the graph `profiler`, `predictor.validate` and `n
 weights of a `nas.train` checkpoint (read as tensors only), or with the profiler's seeded random weights when
 there is none; then it is timed through the same device session, runner and protocol as `profiler.run` and
 `predictor.validate`: by default paired with validate's reference network (each subnet's timing its ratio to the
-reference timed alternately with it, times the reference's stored level, so a disturbed period cancels and the
-timings are on the level validate's held-out networks and fitted composition were); with `--no-paired` timed alone,
-a reference network (the first subnet's own model) re-timed around each chunk: a disturbed period is waited out and
-a chunk that ended disturbed is timed again. As in `predictor.validate`,
+reference timed alternately with it, so a disturbed period cancels; with `--lut`, put on the LUT's level, the
+reference's plain level over validate's run, as its held-out networks and fitted composition were); with
+`--no-paired` timed alone, a reference network (the first subnet's own model) re-timed around each chunk: a disturbed
+period is waited out and a chunk that ended disturbed is timed again. As in `predictor.validate`,
 each subnet is timed once per pass (`--passes`, default 3; each pass in its own seeded order), each timing
 stored as kind 'network-pass', and its network measurement (kind 'network', key `profiler.networks.subnet_key`)
 is a copy of its median pass, the latest replacing an older one of the same device and run settings, so
@@ -73,6 +73,9 @@ class VerifySettings:
     remeasure: int = 2  # times a chunk that ended disturbed is timed again
     seed: int = 0  # the random weights' seed when there is no checkpoint (and the passes' orders)
     passes: int = 3  # each subnet timed once per pass, the median pass kept (as predictor.validate)
+    # paired: the level of the LUT whose predictions are compared (its meta "paired", predictor.validate's run
+    # level): the timings are put on it instead of the store's level, so predicted and measured share one level
+    level: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.chunk < 1 or self.remeasure < 0 or self.passes < 1:
@@ -89,7 +92,7 @@ class VerifySettings:
                 "checkpoint": str(self.checkpoint) if self.checkpoint else None, "store": str(self.store),
                 "paired": self.paired, "guard": self.guard and not self.paired, "chunk": self.chunk,
                 "remeasure": self.remeasure, "seed": self.seed,
-                "passes": self.passes}
+                "passes": self.passes, "level": self.level}
 
 
 def with_format(measure: MeasureSettings, fmt: str | None) -> MeasureSettings:
@@ -131,6 +134,7 @@ class _Item:
 
 
 def _set_measured(row: dict[str, Any], ms: float) -> None:
+    ms *= row.get("level_factor", 1.0)  # paired, on the LUT's level (verify)
     row.update(measured_ms=ms, error=None)
     pred = row["predicted_ms"]
     row["error_pct"] = 100.0 * (pred / ms - 1) if pred is not None else None
@@ -168,18 +172,19 @@ def _measure_all(sess: DeviceSession, items: list[_Item], guard: Guard | None, s
     for item in items:
         if item.pass_ms:
             _set_measured(item.row, keep_median_pass(sess, item.key, item.pass_ms))
-            item.row["pass_ms"] = [item.pass_ms[n] for n in sorted(item.pass_ms)]
+            item.row["pass_ms"] = [item.pass_ms[n] * item.row.get("level_factor", 1.0) for n in sorted(item.pass_ms)]
 
 
 def verify(space: SearchSpace, candidates: Sequence[Chosen], settings: VerifySettings, *,
            target: Target | None = None, echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Export each (name, subnet, predicted_ms) with the checkpoint's weights, time it on the device, store it.
 
-    Returns one row per candidate, in order: {name, subnet, key, predicted_ms, measured_ms, error_pct,
-    model_format, weights, device, error}; `error_pct` = 100 * (predicted / measured - 1), None without a
-    prediction; a subnet that failed has measured_ms None and its one-line `error`. `echo` (e.g. `print`)
-    receives the predicted-vs-measured table. Raises CheckpointError (a ValueError) for an unreadable
-    checkpoint, ProfilerError when the device or the store cannot be used at all."""
+    Returns one row per candidate, in order: {name, subnet, key, predicted_ms, measured_ms, error_pct, model_format,
+    weights, device, error}, paired also `level_factor` (measured_ms is the stored timing times it: on
+    `settings.level`); `error_pct` = 100 * (predicted / measured - 1), None without a prediction; a subnet that
+    failed has measured_ms None and its one-line `error`. `echo` (e.g. `print`) receives the predicted-vs-measured
+    table. Raises CheckpointError (a ValueError) for an unreadable checkpoint, ProfilerError when the device or the
+    store cannot be used at all."""
     fmt = settings.model_format
     net = load_supernet_weights(space, settings.checkpoint) if settings.checkpoint else None
     weights = (f"{settings.checkpoint} sha256:{weights_sha256(net.state_dict())[:16]}" if net is not None
@@ -208,7 +213,10 @@ def verify(space: SearchSpace, candidates: Sequence[Chosen], settings: VerifySet
         if items:
             if settings.paired:  # validate's reference: the timings share its level with the LUT's validation
                 first = next(sub for (_, sub, _), row in zip(candidates, rows) if row["error"] is None)
-                pair_with(sess, reference_model(space, first, fmt))  # a space without released networks: `first`
+                reference = reference_model(space, first, fmt)  # a space without released networks: `first`
+                factor = level_factor(settings.level, reference.name, pair_with(sess, reference))
+                for row in rows:
+                    row["level_factor"] = factor
             # unpaired, the first subnet's own model is the guard's reference: it needs no other conversion
             guard = Guard(items[0].model) if settings.guard and not settings.paired else None
             try:
@@ -225,6 +233,18 @@ def verify(space: SearchSpace, candidates: Sequence[Chosen], settings: VerifySet
         for line in table(rows):
             echo(line)
     return rows
+
+
+def level_factor(level: dict[str, Any] | None, reference: str, stored_ms: float) -> float:
+    """What puts paired timings on the store's level `stored_ms` onto the LUT's `level` (1 without one); a LUT
+    paired with another reference cannot say: its level is not used (a warning)."""
+    if not level:
+        return 1.0
+    if level.get("reference") != reference:
+        log.warning("the LUT was validated against %s, not %s: timings stay on the store's level",
+                    level.get("reference"), reference)
+        return 1.0
+    return float(level["reference_ms"]) / stored_ms
 
 
 def table(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -298,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         subnets = [resolve_subnet(space, spec) for spec in args.subnet]
         predicted: list[float | None] = [None] * len(subnets)
         if args.lut:
-            predicted = [float(ms) for ms in SubnetPredictor(open_lut(args.lut, space), space).predict(subnets)]
+            lut = open_lut(args.lut, space)
+            predicted = [float(ms) for ms in SubnetPredictor(lut, space).predict(subnets)]
+            settings = replace(settings, level=lut.meta.get("paired"))
         rows = verify(space, list(zip(args.subnet, subnets, predicted)), settings, echo=print)
     except (ProfilerError, LutFormatError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,6 +11,10 @@ ratios times the reference's level: one number per device, run
 settings and reference, timed plainly once (median of a few timings) and stored, so that a resumed run and every
 later run against the same reference use the same level. Predicted / measured does not depend on the level when
 everything compared is timed paired (a level that is off moves every timing alike); the level sets the absolute ms.
+A few timings in a row can all fall in one disturbed moment (a validate run: 3 of its 5 level timings 20-30%
+slow, its in-pair reference timings over the next 39 minutes 18% faster than that level, so its whole LUT was 18%
+high), so `predictor.validate` times the reference plainly again at the end and puts its LUT on `run_level`: the
+median of the timings at both ends (`run_level`).
 The store files paired timings under their own runner name (`RunSettings.store_runner`): never mixed with plain
 ones.
 """
@@ -19,13 +23,14 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from nas.export import export_subnet
 from nas.searchspace import SearchSpace
 from nas.subnet import Subnet
 from profiler.errors import ProfilerError
-from profiler.protocol import measure_model
+from profiler.protocol import BlockResult, measure_model
 from profiler.session import DeviceSession
 from profiler.settings import store_runner
 from profiler.store import MeasurementRow
@@ -33,10 +38,25 @@ from profiler.store import MeasurementRow
 LEVEL_KIND = "reference-level"
 
 
-def pair_with(sess: DeviceSession, reference: Path, repeats: int = 5) -> float:
+def time_plainly(sess: DeviceSession, reference: Path, repeats: int) -> list[BlockResult]:
+    """`repeats` plain timings of `reference` (each its own measurement), also while `sess` times paired."""
+    run = dataclasses.replace(sess.job.run, reference=None, reference_ms=None)
+    return [measure_model(sess.target, sess.runner, reference, run, sess.job.protocol, sess.mask)
+            for _ in range(repeats)]
+
+
+def run_level(timings_ms: Sequence[float]) -> float:
+    """The reference's level over a run: the median of its plain timings at the run's start and end."""
+    if not timings_ms or not all(t > 0 for t in timings_ms):
+        raise ProfilerError(f"the reference's level needs positive timings, got {list(timings_ms)}")
+    return float(statistics.median(timings_ms))
+
+
+def pair_with(sess: DeviceSession, reference: Path, repeats: int = 5,
+              timed: Sequence[BlockResult] | None = None) -> float:
     """Switch `sess` to timing every model paired with `reference`; return the reference's level (ms): the one
     stored for this device, run settings and reference, else the median of `repeats` plain timings of it now
-    (then stored)."""
+    (or of `timed`, plain timings the caller just made), then stored."""
     run = sess.job.run
     if run.reference is not None:
         raise ProfilerError("this session already times paired")
@@ -45,8 +65,7 @@ def pair_with(sess: DeviceSession, reference: Path, repeats: int = 5) -> float:
     level = stored.get(reference.name)
     if level is None:
         started = time.time()
-        results = [measure_model(sess.target, sess.runner, reference, run, sess.job.protocol, sess.mask)
-                   for _ in range(repeats)]
+        results = list(timed) if timed else time_plainly(sess, reference, repeats)
         timings = [r.stats["median_ms"] for r in results]
         level = statistics.median(timings)
         mid = min(results, key=lambda r: abs(r.stats["median_ms"] - level))

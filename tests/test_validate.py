@@ -124,8 +124,12 @@ def test_validate_paired_times_everything_against_the_reference_and_resumes(tmp_
     assert validate_main(cmd) == 0
     report = json.loads(out.read_text())
     paired = report["paired"]
-    assert paired["reference_ms"] > 0 and paired["reference"].endswith(".tflite") and report["settings"]["paired"]
-    assert open_lut(tmp_path / "lut.json").meta["paired"] == paired  # the LUT keeps the level it was timed on
+    assert paired["reference"].endswith(".tflite") and report["settings"]["paired"]
+    start, end = paired["timings_ms"]["start"], paired["timings_ms"]["end"]
+    # the run's level: the reference's plain timings at both ends; the store's level: the first five of them
+    assert len(start) == len(end) == 5 and paired["reference_ms"] == pytest.approx(statistics.median(start + end))
+    assert paired["stored_level_ms"] == pytest.approx(statistics.median(start))
+    assert open_lut(tmp_path / "lut.json").meta["paired"] == paired  # the LUT keeps the level it is on
     assert report["noise_floor_reference"] is None  # no guard: the pairing takes its place
     assert all(p["measured_ms"] > 0 for p in report["pairs"]) and report["anchors"]["blocks"] == 4
 
@@ -145,8 +149,12 @@ def test_validate_paired_times_everything_against_the_reference_and_resumes(tmp_
     assert len(first["network-pass keys"]) == 8 and len(first["reference-level keys"]) == 1
     assert validate_main(cmd) == 0  # the same command again: the stored level and pass timings are reused
     again = json.loads(out.read_text())
-    assert again["paired"] == paired and rows()["network-pass keys"] == first["network-pass keys"]
-    assert [p["measured_ms"] for p in again["pairs"]] == [p["measured_ms"] for p in report["pairs"]]
+    assert again["paired"]["stored_level_ms"] == paired["stored_level_ms"]
+    assert rows()["network-pass keys"] == first["network-pass keys"]
+    # ... and put on the level of the new run's own period
+    rescale = again["paired"]["reference_ms"] / paired["reference_ms"]
+    assert [p["measured_ms"] for p in again["pairs"]] == pytest.approx([rescale * p["measured_ms"]
+                                                                        for p in report["pairs"]])
     capsys.readouterr()
 
 
@@ -184,6 +192,20 @@ def test_anchors_spread_over_types_and_drift_is_their_median_ratio():
     assert drift["shift"] == pytest.approx(0.0)  # median of 0, 0.2, 0
     with pytest.raises(ProfilerError, match="anchor"):
         anchor_drift(stored, {"a": 1.0}, {"b": 2.0})
+
+
+def test_network_timings_rescale_every_timing_and_the_anchors_drift():
+    from nas.probes import weight_stream_grid
+    from predictor.validate import NetworkTimings
+
+    probe = weight_stream_grid((2,), (1,))[0]
+    drift = {"blocks": 3, "factor": 1.1, "p10": 1.0, "p90": 1.2, "shift": 0.03}
+    timed = NetworkTimings({"a": 2.0}, {probe: 1.0}, {probe: 1.5}, drift, None, {"a": {0: 2.0, 1: 2.2}})
+    got = timed.rescaled(0.5)
+    assert got.truth_ms == {"a": 1.0} and got.probes_before == {probe: 0.5} and got.probes_after == {probe: 0.75}
+    assert got.held_passes_ms == {"a": {0: 1.0, 1: 1.1}}
+    assert got.drift == pytest.approx({"blocks": 3, "factor": 0.55, "p10": 0.5, "p90": 0.6, "shift": 0.03})
+    assert timed.truth_ms == {"a": 2.0}  # a new one; the run's own timings stay as they were
 
 
 def test_pass_noise_separates_one_timing_s_noise_from_the_period_s_level():

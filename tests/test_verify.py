@@ -89,7 +89,10 @@ def test_verify_over_the_loopback_device(space, trained: Path, loopback_device, 
     measure = MeasureSettings(RunSettings(runner="tflite-benchmark", **FAST_RUN),
                               ProtocolSettings(probe_mb=(2,)), binary)
     store = tmp_path / "m.sqlite"
-    settings = VerifySettings(loopback_device.serial, measure, trained, store)
+    reference = reference_model(space, low, "tflite").name
+    # the LUT's level (validate's run level): the timings are put on it from the store's level
+    settings = VerifySettings(loopback_device.serial, measure, trained, store,
+                              level={"reference": reference, "reference_ms": 10.0})
     lines: list[str] = []
     rows = verify(space, [("min", low, 1.5), ("broken", broken, 2.0), ("deeper", deeper, None)], settings,
                   echo=lines.append)
@@ -110,19 +113,23 @@ def test_verify_over_the_loopback_device(space, trained: Path, loopback_device, 
         runners = c.execute("SELECT DISTINCT runner FROM measurements WHERE kind='network'").fetchall()
         info = json.loads(c.execute("SELECT info_json FROM measurements WHERE key=?", (subnet_key(low),)).fetchone()[0])
         failures = c.execute("SELECT kind, key FROM failures").fetchall()
-        levels = c.execute("SELECT runner, key FROM measurements WHERE kind=?", (LEVEL_KIND,)).fetchall()
-    # the same rows validate stores for networks: a later validate or fit reads them
-    assert stored == {subnet_key(low): rows[0]["measured_ms"], subnet_key(deeper): rows[2]["measured_ms"]}
-    # paired with validate's reference by default: filed apart from plain timings, on the level validate's are
-    reference = reference_model(space, low, "tflite").name
+        levels = c.execute("SELECT runner, key, latency_ms FROM measurements WHERE kind=?", (LEVEL_KIND,)).fetchall()
+    # paired with validate's reference by default: filed apart from plain timings, on the store's level
     assert runners == [(f"tflite-benchmark+ref:{reference}",)]
-    assert levels == [(f"tflite-benchmark+ref:{reference}", reference)]
+    assert [row[:2] for row in levels] == [(f"tflite-benchmark+ref:{reference}", reference)]
+    factor = 10.0 / levels[0][2]
+    assert all(r["level_factor"] == pytest.approx(factor) for r in rows)  # shown on the LUT's level
+    # the same rows validate stores for networks (on the store's level): a later validate or fit reads them
+    assert stored == pytest.approx({subnet_key(low): rows[0]["measured_ms"] / factor,
+                                    subnet_key(deeper): rows[2]["measured_ms"] / factor})
     assert info["subnet"] == rows[0]["subnet"] and info["weights"] == rows[0]["weights"]
     # each subnet timed in every pass (default 3); its row and network measurement are its median pass
     for r in ok:
-        assert sorted(passes[f"{r['key']}#pass{n}"] for n in range(3)) == sorted(r["pass_ms"])
+        assert sorted(passes[f"{r['key']}#pass{n}"] for n in range(3)) == pytest.approx(
+            sorted(ms / factor for ms in r["pass_ms"]))
         assert r["measured_ms"] == sorted(r["pass_ms"])[1]
-    assert info["passes"] == 3 and info["pass_ms"][info["median_pass"]] == rows[0]["measured_ms"]
+    assert info["passes"] == 3
+    assert info["pass_ms"][info["median_pass"]] == pytest.approx(rows[0]["measured_ms"] / factor)
     assert failures == [("network", subnet_key(broken))]
 
 
@@ -143,6 +150,16 @@ def test_cli_times_onnx_on_this_host(trained: Path, tmp_path: Path, capsys):
         assert c.execute("SELECT runner, backend FROM measurements WHERE kind='network'").fetchall() == [
             ("linux-python", "onnx")]  # --no-paired: timed alone, filed as plain
     assert report["settings"]["paired"] is False
+
+
+def test_level_factor_puts_timings_on_the_luts_level(caplog):
+    from predictor.verify import level_factor
+
+    assert level_factor({"reference": "r.tflite", "reference_ms": 12.0}, "r.tflite", 10.0) == pytest.approx(1.2)
+    assert level_factor(None, "r.tflite", 10.0) == 1.0  # a LUT without a paired level: the store's
+    with caplog.at_level("WARNING"):
+        assert level_factor({"reference": "other.tflite", "reference_ms": 12.0}, "r.tflite", 10.0) == 1.0
+    assert "validated against other.tflite" in caplog.text
 
 
 def test_format_picks_a_backend_that_runs_it():

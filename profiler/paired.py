@@ -12,9 +12,9 @@ settings and reference, timed plainly once (median of a few timings) and stored,
 later run against the same reference use the same level. Predicted / measured does not depend on the level when
 everything compared is timed paired (a level that is off moves every timing alike); the level sets the absolute ms.
 A few timings in a row can all fall in one disturbed moment (a validate run: 3 of its 5 level timings 20-30%
-slow, its in-pair reference timings over the next 39 minutes 18% faster than that level, so its whole LUT was 18%
-high), so `predictor.validate` times the reference plainly again at the end and puts its LUT on `run_level`: the
-median of the timings at both ends (`run_level`).
+slow, the median of its in-pair reference timings over the next 39 minutes 0.82x that level, so its whole LUT was
+about 20% high), so `predictor.validate` times the reference plainly again at the end and puts its run and LUT on
+`run_level`, the median of the timings at both ends.
 The store files paired timings under their own runner name (`RunSettings.store_runner`): never mixed with plain
 ones.
 """

@@ -236,9 +236,9 @@ def run(job: SearchJob, *, progress: bool = False) -> dict:
     if job.verify is not None:
         chosen = [(f"best under {lim.latency_ms:g} ms", res.best[0].subnet, res.best[0].latency_ms)
                   for lim, res in ok]
-        paired = replace(job.verify, level=lut.meta.get("paired"))  # timings on the LUT's level
-        rows = verify(space, chosen, paired)
-        doc["verify"] = {"rows": rows, "summary": verify_summary(rows), "settings": paired.to_dict()}
+        on_level = replace(job.verify, level=lut.meta.get("paired"))  # paired timings on the LUT's level
+        rows = verify(space, chosen, on_level)
+        doc["verify"] = {"rows": rows, "summary": verify_summary(rows), "settings": on_level.to_dict()}
     if job.json_out:
         job.json_out.parent.mkdir(parents=True, exist_ok=True)
         job.json_out.write_text(json.dumps(doc, indent=2))

@@ -4,12 +4,13 @@
 
 Needs the device's block measurements in the store (`profiler.run --budget 300`). Draws a pool of
 fitting networks spread over the MACs range and `--n` held-out networks at random (disjoint, seeded),
-measures those not yet in the store (a reference network re-timed around every chunk), times the
-weight-stream probes before and after them, and prints, on the held-out networks only: the plain sum
-of alone entries, the composed entries from blocks and probes alone (fit 0) and refined on 5, 10, 30
-networks, and as the baseline the network correction this
-project used before (per-type scales, a per-MB, a per-block and a per-graph term, ridge 0.5; fitted on
-the same networks). Writes benchmarks/results/network_composition.md.
+measures those not yet in the store (paired with a reference network, as validate's default; `--no-paired`:
+each alone, the reference re-timed around every chunk), times the weight-stream probes before and after them, and
+puts them on the run's level (the reference timed plainly at both ends), and prints, on the held-out networks
+only: the plain sum of alone entries, the composed entries from blocks and probes alone (fit 0) and refined on 5,
+10, 30 networks, and as the baseline the network correction this project used before (per-type scales, a per-MB,
+a per-block and a per-graph term, ridge 0.5; fitted on the same networks).
+Writes benchmarks/results/network_composition.md.
 """
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anchors", type=int, default=24, help="measured blocks re-timed around the networks, as validate")
     ap.add_argument("--passes", type=int, default=3, help="each network timed once per pass, median kept, as validate")
+    ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True,
+                    help="as validate: every model timed paired with the reference network; --no-paired: each alone, "
+                    "guarded by the reference (the protocol before 2026-12-06)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "network_composition.md")
     args = ap.parse_args()
     space = create_space("elasticvit")
@@ -83,9 +87,8 @@ def main() -> int:
         measured = sess.measured()
         stored = fit_lut(space, measured, target.serial, args.backend, args.seed)
         pool, held = draw_networks(space, max(args.fits), args.n, args.seed)  # the pool is sorted by MACs
-        # the plain guarded protocol its results were made with (validate's default is paired now)
         timed = time_networks(sess, space, measured, stored, pool, held, args.anchors, args.passes, args.seed,
-                              paired=False)
+                              paired=args.paired)
     finally:
         sess.close()
     truth_by_key, drift, noise = timed.truth_ms, timed.drift, timed.pass_noise
@@ -117,7 +120,16 @@ def main() -> int:
             old = old_correction([nets[subnet_key(s)] for s in fit], fy)
             rows.append((f"baseline: previous network correction, fit {len(fit)}", "9 terms",
                          metrics.summary(old(held_nets), y)))
-    g = timed.guard.report()
+    if timed.guard:
+        g = timed.guard.report()
+        protocol = (f"each network timed alone, a reference network (M) re-timed {g['checks']} times through the run, "
+                    f"CV {100 * g['cv']:.1f}% ({g['disturbed']} disturbed checks, {g['waited_s']:.0f} s waited, "
+                    f"{g['remeasured_chunks']} chunks measured again)")
+    else:
+        lv = timed.level
+        protocol = (f"every model timed paired with the reference network {lv['reference']} and put on the run's level "
+                    f"{lv['reference_ms']:.2f} ms (median of its plain timings at both ends; moved "
+                    f"{100 * lv['moved']:+.1f}% start to end)")
     extra = probe.extra_ms_per_mb(np.asarray(probe.curve_mb))  # sizes x rows
     curve = "; ".join(f"{t} row(s): " + ", ".join(f"{mb:.0f} MB {1e3 * e:.0f}"
                                                   for mb, e in zip(probe.curve_mb, extra[:, i]))
@@ -127,9 +139,7 @@ def main() -> int:
             f"{args.threads} thread(s)\n\n"
             f"{len(held)} held-out networks drawn at random (seed {args.seed + 1}), never used in any fit or choice; "
             f"the fitting networks are spread over the MACs range (seed {args.seed}). LUT: {lut.count('measured')} "
-            f"measured + {lut.count('predicted')} predicted entries. Noise floor: a reference network (M) re-timed "
-            f"{g['checks']} times through the run, CV {100 * g['cv']:.1f}% ({g['disturbed']} disturbed checks, "
-            f"{g['waited_s']:.0f} s waited, {g['remeasured_chunks']} chunks measured again)"
+            f"measured + {lut.count('predicted')} predicted entries. Protocol: {protocol}"
             + (f"; every network timed in {noise['passes']} passes (its median pass kept): one timing of a held-out "
                f"network varied by CV {100 * noise['pass_cv']:.1f}% between passes" if noise else "")
             + ". In-network cost of "
@@ -146,7 +156,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     # the raw data, for analyses the table lacks
-    raw = {"probes": probe_report, "composition": probe.get_state(), "anchors": drift,
+    raw = {"probes": probe_report, "composition": probe.get_state(), "anchors": drift, "paired": timed.level,
            "networks": [{"subnet": subnet_key(s), "set": "held-out" if s in held else "fit pool",
                          "measured_ms": truth_by_key[subnet_key(s)],
                          "plain_ms": sum(ms for _, ms in nets[subnet_key(s)]),

@@ -87,6 +87,7 @@ class ValidateConfig:
     anchors: int = 24  # measured blocks re-timed around the networks (0: entries as stored)
     passes: int = 3  # each network is timed once per pass (own order each); its median pass is its timing
     paired: bool = True  # every model timed alternately with the reference network, as its ratio to it
+    guard_tolerance: float = Guard.tolerance  # --no-paired: the reference's relative change that counts as disturbed
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -97,6 +98,8 @@ class ValidateConfig:
             raise ValueError("--anchors must be >= 0")
         if self.passes < 1:
             raise ValueError("--passes must be >= 1")
+        if not 0 < self.guard_tolerance < 1:
+            raise ValueError("--guard-tolerance must be between 0 and 1")
         if self.noise_networks < 0 or self.noise_repeats < 2:
             raise ValueError("--noise-networks must be >= 0 and --noise-repeats >= 2")
 
@@ -239,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "cancels (on a phone, whole benchmark_model invocations alternate: slow changes cancel; kept "
                     "apart from plain timings in the store). --no-paired: time each alone, a guard waits out "
                     "disturbed periods")
+    ap.add_argument("--guard-tolerance", type=float, default=Guard.tolerance, help="with --no-paired: how far the "
+                    "reference may move from its first timing before the device counts as disturbed (relative); also "
+                    "the limit on the anchors' and probes' move that flags a run")
     add_measure_arguments(ap, export_workers=default_workers())
     return ap
 
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = ValidateConfig(args.serial, measure_settings_from_args(args), args.store, args.space, args.n, args.fit,
                              args.json, args.plot, args.lut_out, args.noise_networks, args.noise_repeats,
-                             args.max_noise, args.anchors, args.passes, args.paired)
+                             args.max_noise, args.anchors, args.passes, args.paired, args.guard_tolerance)
         report = validate(cfg)
     except (ProfilerError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -360,7 +366,7 @@ class NetworkTimings:
 
 def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, float], stored: Lut,
                   fitting: list[Subnet], held: list[Subnet], anchors: int, passes: int, seed: int,
-                  paired: bool) -> NetworkTimings:
+                  paired: bool, guard_tolerance: float = Guard.tolerance) -> NetworkTimings:
     """The measuring protocol of validate and its benchmark: `anchors` measured blocks and the weight-stream
     probes timed before and after the networks, the networks in `passes` guarded passes. `paired`: everything
     from here on is timed paired with the reference network (`profiler.paired`) instead of guarded by it."""
@@ -369,7 +375,7 @@ def time_networks(sess: DeviceSession, space: SearchSpace, measured: dict[str, f
     reference = reference_model(space, held[0], sess.job.run.model_format)
     start = time_plainly(sess, reference, LEVEL_REPEATS) if paired else []
     unit_ms = pair_with(sess, reference, timed=start) if paired else None
-    guard = None if paired else Guard(reference)
+    guard = None if paired else Guard(reference, tolerance=guard_tolerance)
     anchors_before = measure_anchors(sess, picks, summary) if picks else {}
     before = probe_curve(sess)
     # fitting and held-out networks interleaved (seeded): a device that drifts during the run shifts both sets
@@ -397,7 +403,8 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     measured = sess.measured()
     stored = fit_lut(space, measured, serial, run.backend, seed)
     fitting, held = draw_networks(space, cfg.fit, cfg.n, seed)
-    timed = time_networks(sess, space, measured, stored, fitting, held, cfg.anchors, cfg.passes, seed, cfg.paired)
+    timed = time_networks(sess, space, measured, stored, fitting, held, cfg.anchors, cfg.passes, seed, cfg.paired,
+                          cfg.guard_tolerance)
     truth_by_key, drift, guard = timed.truth_ms, timed.drift, timed.guard
     lut = stored.scaled(drift["factor"]) if drift else stored
     if drift:
@@ -436,7 +443,7 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"] if guard else 0.0,
            report["noise_floor_passes"]["scored_cv"] if report["noise_floor_passes"] else 0.0]
     why = [f"CV {100 * max(cvs):.1f}% > {100 * cfg.max_noise:.1f}%"] if max(cvs) > cfg.max_noise else []
-    tolerance = guard.tolerance if guard else Guard.tolerance
+    tolerance = cfg.guard_tolerance
     if drift and drift["shift"] > tolerance:
         why.append(f"the anchor blocks moved {100 * drift['shift']:.0f}% between the start and the end")
     if curve_shift > tolerance:
@@ -445,7 +452,8 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
                        "re-run on a quiet device" if why else None)
     report["lut"] = {"measured": lut.count("measured"), "predicted": lut.count("predicted")}
     report["settings"] = {"run": run.to_dict(), "protocol": cfg.settings.protocol.to_dict(), "seed": seed,
-                          "fit": cfg.fit, "n": cfg.n, "passes": cfg.passes, "paired": cfg.paired}
+                          "fit": cfg.fit, "n": cfg.n, "passes": cfg.passes, "paired": cfg.paired,
+                          "guard_tolerance": cfg.guard_tolerance}
     report["pairs"] = [{"subnet": subnet_key(s), "set": "held-out", "mmacs": subnet_costs(space, s)["macs"] / 1e6,
                         "plain_ms": float(p), "fit0_ms": float(f0), "predicted_ms": float(c), "measured_ms": float(t)}
                        for s, p, f0, c, t in zip(held, plain, fit0, pred, truth)]

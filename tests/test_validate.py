@@ -46,7 +46,8 @@ def test_validate_refuses_without_measurements(tmp_path: Path, capsys):
 
 @pytest.mark.parametrize("flags, msg", [
     (["--probe-tokens", "4", "1"], "--probe-tokens 4 1: give increasing"),
-    (["--probe-mb", "1", "8"], "--probe-mb 1 8: give increasing whole MB sizes >= 2")])
+    (["--probe-mb", "1", "8"], "--probe-mb 1 8: give increasing whole MB sizes >= 2"),
+    (["--guard-tolerance", "0"], "--guard-tolerance must be between 0 and 1")])
 def test_a_bad_probe_grid_is_a_one_line_error(tmp_path: Path, capsys, flags, msg):
     assert validate_main(["--serial", "local", "--store", str(tmp_path / "m.sqlite"), *flags]) == 2
     err = capsys.readouterr().err
@@ -60,7 +61,7 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     out = tmp_path / "report.json"
     assert validate_main(["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out),
                           "--noise-networks", "1", "--noise-repeats", "2", "--lut-out", str(tmp_path / "lut.json"),
-                          "--anchors", "4", "--passes", "2", "--no-paired", *FAST]) == 0
+                          "--anchors", "4", "--passes", "2", "--no-paired", "--guard-tolerance", "0.5", *FAST]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     report = json.loads(out.read_text())
     assert {"n", "acc10", "acc5", "mape", "rmse_ms", "fit", "composed_fit0", "block_sum"} <= set(report)
@@ -104,6 +105,7 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
     noise = report["noise_floor_passes"]
     assert noise["networks"] == 2 and noise["passes"] == 2 and len(noise["pass_level"]) == 2
     assert noise["scored_cv"] == pytest.approx(noise["pass_cv"] / 2 ** 0.5) and report["settings"]["passes"] == 2
+    assert report["settings"]["guard_tolerance"] == 0.5
     assert "error_split" in line and report["error_split"] is None  # 2 held-out networks: too few to split
     drift = report["anchors"]
     assert len(anchors) == drift["blocks"] == 4 and set(anchors) <= set(blocks) and len(blocks) == 24
@@ -168,7 +170,7 @@ def test_validate_on_an_android_device_through_benchmark_model(loopback_device, 
                      *FAST]) == 0
     out = tmp_path / "report.json"
     assert validate_main(["--serial", serial, "--store", str(store), "--fit", "0", "--n", "2", "--json", str(out),
-                          "--noise-networks", "0", "--passes", "1", *binary, *FAST]) == 0
+                          "--noise-networks", "0", "--passes", "1", "--anchors", "2", *binary, *FAST]) == 0
     report = json.loads(out.read_text())
     assert report["settings"]["run"]["runner"] == "tflite-benchmark" and report["n"] == 2
     assert all(p["measured_ms"] > 0 for p in report["pairs"])
@@ -279,7 +281,7 @@ def test_efficientformerv2_profiles_validates_and_predicts_on_this_host(tmp_path
     out, lut = tmp_path / "report.json", tmp_path / "lut.json"
     assert validate_main(["--serial", "local", "--space", "efficientformerv2", "--store", str(store), "--fit", "0",
                           "--n", "2", "--json", str(out), "--noise-networks", "1", "--noise-repeats", "2",
-                          "--lut-out", str(lut), *FAST]) == 0
+                          "--lut-out", str(lut), "--anchors", "2", "--passes", "2", *FAST]) == 0
     report = json.loads(out.read_text())
     assert report["space"] == "efficientformerv2" and report["n"] == 2 and report["fit"]["networks"] == 0
     assert all(p["measured_ms"] > 0 and p["predicted_ms"] > 0 for p in report["pairs"])

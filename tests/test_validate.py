@@ -48,7 +48,7 @@ def test_validate_refuses_without_measurements(tmp_path: Path, capsys):
     (["--probe-tokens", "4", "1"], "--probe-tokens 4 1: give increasing"),
     (["--probe-mb", "1", "8"], "--probe-mb 1 8: give increasing whole MB sizes >= 2"),
     (["--guard-tolerance", "0"], "--guard-tolerance must be between 0 and 1")])
-def test_a_bad_probe_grid_is_a_one_line_error(tmp_path: Path, capsys, flags, msg):
+def test_a_bad_probe_grid_or_guard_tolerance_is_a_one_line_error(tmp_path: Path, capsys, flags, msg):
     assert validate_main(["--serial", "local", "--store", str(tmp_path / "m.sqlite"), *flags]) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1

@@ -87,7 +87,9 @@ class ValidateConfig:
     anchors: int = 24  # measured blocks re-timed around the networks (0: entries as stored)
     passes: int = 3  # each network is timed once per pass (own order each); its median pass is its timing
     paired: bool = True  # every model timed alternately with the reference network, as its ratio to it
-    guard_tolerance: float = Guard.tolerance  # --no-paired: the reference's relative change that counts as disturbed
+    # the reference's relative change that counts as disturbed (--no-paired), and the anchors' and probes' move that
+    # flags a run
+    guard_tolerance: float = Guard.tolerance
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -443,10 +445,9 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     cvs = [report["noise_floor"]["mean_cv"] if report["noise_floor"] else 0.0, guard.report()["cv"] if guard else 0.0,
            report["noise_floor_passes"]["scored_cv"] if report["noise_floor_passes"] else 0.0]
     why = [f"CV {100 * max(cvs):.1f}% > {100 * cfg.max_noise:.1f}%"] if max(cvs) > cfg.max_noise else []
-    tolerance = cfg.guard_tolerance
-    if drift and drift["shift"] > tolerance:
+    if drift and drift["shift"] > cfg.guard_tolerance:
         why.append(f"the anchor blocks moved {100 * drift['shift']:.0f}% between the start and the end")
-    if curve_shift > tolerance:
+    if curve_shift > cfg.guard_tolerance:
         why.append(f"the weight-stream probes moved {100 * curve_shift:.0f}% between the start and the end")
     report["noisy"] = (f"the device was noisy during this run ({'; '.join(why)}): its figures are not meaningful; "
                        "re-run on a quiet device" if why else None)

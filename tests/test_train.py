@@ -83,11 +83,11 @@ def test_training_learns_and_resumes_exactly(small_space, tmp_path: Path):
 def test_training_with_the_performance_sampler_resumes_exactly(small_space, tmp_path: Path):
     """Interrupted + resumed == uninterrupted, banks included (drawn from at once: bank_prob_start 1)."""
     data = SyntheticImages(32, 4, 128, seed=0)
-    settings = TrainSettings(steps=6, batch_size=8, subnets_per_step=2, sampler="performance", bank_size=2,
+    settings = TrainSettings(steps=4, batch_size=8, subnets_per_step=2, sampler="performance", bank_size=2,
                              bank_prob_start=1.0, checkpoint_every=2)
     whole, stopped = tmp_path / "whole.pt", tmp_path / "stopped.pt"
     _, log = train(small_space, data, settings, whole)
-    train(small_space, data, settings, stopped, stop_after=3)
+    train(small_space, data, settings, stopped, stop_after=3)  # past the step-2 checkpoint: saved again at its stop
     _, rlog = train(small_space, data, settings, stopped)
     a, b = torch.load(whole, weights_only=True), torch.load(stopped, weights_only=True)
     assert rlog.sampled_mmacs == log.sampled_mmacs and rlog.ce_max == pytest.approx(log.ce_max, rel=1e-4)

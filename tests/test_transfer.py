@@ -59,20 +59,21 @@ def weights(space, blocks) -> dict[str, float]:
     return subnet_weights(space, blocks, random.Random(0), n=1000)
 
 
-def _measure_from(lut, blocks, prior, weights, seed: int = 0, budget: int = BUDGET):
-    """(cfgs, ms) of `budget` blocks the sampler picks among the keys `lut` has."""
+def _measure_from(lut, blocks, prior, weights, prior_model=None, seed: int = 0, budget: int = BUDGET):
+    """(cfgs, ms) of `budget` blocks the sampler picks among the keys `lut` has (`prior_model`: the prior's
+    analytical model(s), given so the sampler does not fit them again; None: it fits them)."""
     cands = [b for b in blocks if b.key in lut]
     got = choose(cands, budget, lambda batch: [lut[b.key] for b in batch], np.random.default_rng(seed), prior,
-                 weights=weights)
+                 weights=weights, prior_model=prior_model)
     cfgs = [b for b in cands if b.key in got]
     return cfgs, np.array([got[b.key] for b in cfgs])
 
 
 def test_misfit_is_small_between_phones_and_large_from_a_phone_to_the_host(blocks, phones, host, prior_models,
                                                                           weights):
-    cfgs, y = _measure_from(phones["pixel4"], blocks, phones["xiaomi11"], weights)
+    cfgs, y = _measure_from(phones["pixel4"], blocks, phones["xiaomi11"], weights, prior_models["xiaomi11"])
     phone_to_phone = misfit(cfgs, y, phones["xiaomi11"], prior_models["xiaomi11"], weights)
-    cfgs, y = _measure_from(host, blocks, phones["xiaomi11"], weights)
+    cfgs, y = _measure_from(host, blocks, phones["xiaomi11"], weights, prior_models["xiaomi11"])
     phone_to_host = misfit(cfgs, y, phones["xiaomi11"], prior_models["xiaomi11"], weights)
     assert phone_to_phone < 0.1 < 0.15 < phone_to_host
 
@@ -81,7 +82,7 @@ def test_misfit_is_small_between_phones_and_large_from_a_phone_to_the_host(block
 def test_a_fitting_prior_is_kept_and_beats_no_prior(blocks, phones, prior_models, weights):
     """10 measurements (at 30 the prior-free model is about as good on this pair and may win the test)."""
     target = phones["pixel4"]
-    cfgs, y = _measure_from(target, blocks, phones["xiaomi11"], weights, budget=10)
+    cfgs, y = _measure_from(target, blocks, phones["xiaomi11"], weights, prior_models["xiaomi11"], budget=10)
     rest = [b for b in blocks if b.key not in {c.key for c in cfgs}]
     truth = np.array([target[b.key] for b in rest])
     blend = FewShotBlend([phones["xiaomi11"]], [prior_models["xiaomi11"]], everything=blocks, weights=weights)
@@ -98,7 +99,7 @@ def test_a_fitting_prior_is_kept_and_beats_no_prior(blocks, phones, prior_models
 @pytest.mark.slow
 def test_a_prior_that_does_not_fit_is_dropped_and_changes_nothing(blocks, phones, host, prior_models, weights):
     """Target: the host's measured blocks; priors: the phones. Scored on the host's other measured blocks."""
-    cfgs, y = _measure_from(host, blocks, phones["pixel4"], weights)
+    cfgs, y = _measure_from(host, blocks, phones["pixel4"], weights, prior_models["pixel4"])
     priors = [phones["pixel4"], phones["xiaomi11"]]
     blend = FewShotBlend(priors, [prior_models["pixel4"], prior_models["xiaomi11"]], everything=blocks,
                          weights=weights).fit(cfgs, y)

@@ -308,17 +308,6 @@ def test_lutfill_cli_end_to_end(tmp_path, capsys, device):
                          "--out", str(out)]) == 2
 
 
-@pytest.mark.slow
-def test_lutfill_cli_on_the_shipped_phone_luts(tmp_path, capsys):
-    out = tmp_path / "mi11.json"
-    assert lutfill_main(["--lut", "xiaomi11", "--prior", "pixel4", "--budget", "30", "--seed", "0",
-                         "--out", str(out)]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["n_measured"] == 30 and report["n_keys"] == 3073 and report["prior"]
-    assert report["subnet"]["acc10"] > 0.5  # a loose sanity bound; accuracy figures are benchmarks/bench_lutfill.py's
-    assert len(json.loads(out.read_text())) == 3073
-
-
 def test_sampler_skips_blocks_the_device_cannot_run(blocks, device):
     cands = _subset(blocks, 200, 5)
     broken = {b.key for b in cands[::7]}

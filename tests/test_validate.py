@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sqlite3
 import statistics
 from pathlib import Path
@@ -54,10 +55,19 @@ def test_a_bad_probe_grid_or_guard_tolerance_is_a_one_line_error(tmp_path: Path,
     assert msg in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
-def test_validate_on_this_host(tmp_path: Path, capsys):
-    store = tmp_path / "m.sqlite"
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of 24 blocks measured by `profiler.run` on this host: each test validates on its own copy."""
+    store = tmp_path_factory.mktemp("profiled") / "m.sqlite"
     assert run_main(["--serial", "local", "--budget", "24", "--store", str(store), *FAST]) == 0
+    with sqlite3.connect(store) as c:  # everything in the file itself (WAL mode), so that a copy of it is whole
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return store
+
+
+@pytest.mark.slow
+def test_validate_on_this_host(profiled: Path, tmp_path: Path, capsys):
+    store = Path(shutil.copy(profiled, tmp_path / "m.sqlite"))
     out = tmp_path / "report.json"
     assert validate_main(["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out),
                           "--noise-networks", "1", "--noise-repeats", "2", "--lut-out", str(tmp_path / "lut.json"),
@@ -116,9 +126,8 @@ def test_validate_on_this_host(tmp_path: Path, capsys):
 
 
 @pytest.mark.slow
-def test_validate_paired_times_everything_against_the_reference_and_resumes(tmp_path: Path, capsys):
-    store = tmp_path / "m.sqlite"
-    assert run_main(["--serial", "local", "--budget", "24", "--store", str(store), *FAST]) == 0
+def test_validate_paired_times_everything_against_the_reference_and_resumes(profiled: Path, tmp_path: Path, capsys):
+    store = Path(shutil.copy(profiled, tmp_path / "m.sqlite"))
     out = tmp_path / "report.json"
     cmd = ["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out), "--noise-networks",
            "1", "--noise-repeats", "2", "--anchors", "4", "--passes", "2", "--lut-out", str(tmp_path / "lut.json"),
@@ -282,10 +291,10 @@ def test_efficientformerv2_profiles_validates_and_predicts_on_this_host(tmp_path
                      *FAST]) == 0
     out, lut = tmp_path / "report.json", tmp_path / "lut.json"
     assert validate_main(["--serial", "local", "--space", "efficientformerv2", "--store", str(store), "--fit", "0",
-                          "--n", "1", "--json", str(out), "--noise-networks", "0", "--lut-out", str(lut),
+                          "--n", "2", "--json", str(out), "--noise-networks", "0", "--lut-out", str(lut),
                           "--anchors", "2", "--passes", "1", *FAST]) == 0
     report = json.loads(out.read_text())
-    assert report["space"] == "efficientformerv2" and report["n"] == 1 and report["fit"]["networks"] == 0
+    assert report["space"] == "efficientformerv2" and report["n"] == 2 and report["fit"]["networks"] == 0
     assert all(p["measured_ms"] > 0 and p["predicted_ms"] > 0 for p in report["pairs"])
     space = create_space("efficientformerv2")
     assert len(open_lut(lut, space).entries) == len(space.enumerate_blocks())

@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         r = np.array(rs)
         lines.append(row(t, len(r), agreement(r, np.ones_like(r))))
     if len(args.repeats) >= 4:
-        reps = [entries(p, args.runner, args.backend, args.threads)[1] for p in args.repeats]
+        got = [entries(p, args.runner, args.backend, args.threads) for p in args.repeats]
+        for p, (other_fp, _) in zip(args.repeats, got):
+            if other_fp != fp:
+                raise SystemExit(f"error: {p} is device {other_fp}, the reference is {fp}")
+        reps = [e for _, e in got]
         keys = sorted(set.intersection(*(set(r) for r in reps)))
         m = np.array([[r[k] for k in keys] for r in reps])
         rel = m / m.min(0)  # each entry against the lowest any run got for that key

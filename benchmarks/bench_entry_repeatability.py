@@ -7,8 +7,8 @@ Every store must hold the same device (fingerprint). Per store, its block entrie
 given) are compared with the reference store's on the keys both hold: the level (median ratio) and the share of
 entries within ±5% and ±10% of the reference, overall and per block type. With `--repeats` (four or more stores
 that measured the same keys minutes apart, e.g. `profiler.run --budget 40 --pick random --seed 5` run four times),
-it also compares one run against another with the lower of two runs against the lower of two others: if a block
-lands in a slow state per measuring process, the lower of two processes repeats better than one.
+it also compares one run against another with the lower of two runs against the lower of two others: a run
+that was slowed (a disturbed period, a slow measuring process) weighs less in the lower of two.
 """
 from __future__ import annotations
 
@@ -26,13 +26,17 @@ from nas.blocks import parse_key  # noqa: E402
 from profiler.store import Store  # noqa: E402
 
 
-def entries(path: str, runner: str, backend: str, threads: int) -> tuple[str, dict[str, float]]:
-    """(fingerprint hash, key -> ms) of the one device in a store."""
+def entries(path: str, runner: str, backend: str, threads: int, device: str | None = None,
+            ) -> tuple[str, dict[str, float]]:
+    """(fingerprint hash, key -> ms) of the one device in a store; `device`: the fingerprint it must have."""
     with Store(path, read_only=True) as s:
         devices = s.devices()
         if len(devices) != 1:
             raise SystemExit(f"error: {path} holds {len(devices)} devices; give stores of one device")
-        return devices[0]["fingerprint_hash"], s.latencies(devices[0]["id"], runner, backend, threads)
+        fp = devices[0]["fingerprint_hash"]
+        if device is not None and fp != device:
+            raise SystemExit(f"error: {path} is device {fp}, the reference is {device}")
+        return fp, s.latencies(devices[0]["id"], runner, backend, threads)
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -66,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
              "| store | keys | median ratio | within ±5% | within ±10% |", "|---|---:|---:|---:|---:|"]
     by_type: dict[str, list[float]] = {}
     for path in args.stores:
-        other_fp, e = entries(path, args.runner, args.backend, args.threads)
-        if other_fp != fp:
-            raise SystemExit(f"error: {path} is device {other_fp}, the reference is {fp}")
+        _, e = entries(path, args.runner, args.backend, args.threads, fp)
         keys = [k for k in e if k in ref]
         if not keys:
             raise SystemExit(f"error: {path} shares no block key with the reference")
@@ -82,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         r = np.array(rs)
         lines.append(row(t, len(r), agreement(r, np.ones_like(r))))
     if len(args.repeats) >= 4:
-        got = [entries(p, args.runner, args.backend, args.threads) for p in args.repeats]
-        for p, (other_fp, _) in zip(args.repeats, got):
-            if other_fp != fp:
-                raise SystemExit(f"error: {p} is device {other_fp}, the reference is {fp}")
-        reps = [e for _, e in got]
+        reps = [entries(p, args.runner, args.backend, args.threads, fp)[1] for p in args.repeats]
         keys = sorted(set.intersection(*(set(r) for r in reps)))
         m = np.array([[r[k] for k in keys] for r in reps])
         rel = m / m.min(0)  # each entry against the lowest any run got for that key

@@ -1,6 +1,7 @@
 """Where `--fit 0` misses whole networks: the level of a run or the spread, and which stages (this host).
 
-    python benchmarks/bench_fit0_gap.py --runs 181 211 231 241 251 261 281 --timed-run 281 --networks 6
+    python benchmarks/bench_fit0_gap.py --runs 181 211 231 241 251 261 281 --timed-run 281 --networks 6 \
+        --stage-subnets 4 --stage-seed 9001
 
 Part 1, from files only: for each validate run S (`benchmarks/results/host_validation_seedS.json`, its LUT
 `host_lut_seedS.json`), measured / predicted at `--fit 0` over its held-out networks: the median (the run's level)
@@ -37,7 +38,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.export import _export, export_block, export_subnet  # noqa: E402
+from nas.export import export_block, export_subnet, export_tflite  # noqa: E402
 from nas.modules.layers import to_tokens  # noqa: E402
 from nas.registry import create_space  # noqa: E402
 from nas.supernet import Net, build_subnet  # noqa: E402
@@ -126,7 +127,7 @@ def stage_factors(space_name: str, lut_seed: int, n: int, seed: int, rounds: int
                 path, part = tmp / f"{subnet_key(subnet)}_stage{k}.tflite", blocks[start:start + size]
                 start += size
                 if k > 0 and not path.exists():
-                    _export(Stage(net, k), x, path, "tflite", channel_last=x.dim() == 4)
+                    export_tflite(Stage(net, k), x, path, channel_last=x.dim() == 4)
                 if k > 0:
                     jobs.append((net.kinds[k], str(path), part, [str(export_block(b, "tflite")) for b in part]))
                 x = Stage(net, k)(x)
@@ -171,7 +172,7 @@ def stage_rows(space_name: str, seed: int, index: int, rounds: int, runs: int, t
     for k in range(len(net.stages) + 1):
         path = tmp / f"{subnet_key(subnet)}_prefix{k}.tflite"
         if not path.exists():
-            _export(Prefix(net, k), example, path, "tflite", channel_last=True)
+            export_tflite(Prefix(net, k), example, path, channel_last=True)
         prefixes.append(str(path))
     full = str(export_subnet(subnet, "tflite"))
     blocks = space.blocks_of(subnet)

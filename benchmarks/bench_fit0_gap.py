@@ -38,9 +38,12 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nas.blocks import BlockCfg  # noqa: E402
 from nas.export import export_block, export_subnet, export_tflite  # noqa: E402
 from nas.modules.layers import to_tokens  # noqa: E402
 from nas.registry import create_space  # noqa: E402
+from nas.searchspace import SearchSpace  # noqa: E402
+from nas.subnet import Subnet  # noqa: E402
 from nas.supernet import Net, build_subnet  # noqa: E402
 from predictor.composition import Composition  # noqa: E402
 from predictor.lut_io import open_lut  # noqa: E402
@@ -69,21 +72,26 @@ def level_and_spread(seed: int) -> str:
             f"{np.mean(np.abs(1 / ratio - 1) <= 0.1):.0%} | {np.mean(np.abs(level / ratio - 1) <= 0.1):.0%} |")
 
 
+def run_stage(net: Net, k: int, x: torch.Tensor) -> torch.Tensor:
+    """Stage `k` of `net` on `x`, as `Net.forward` runs it."""
+    if net.kinds[k] == "transformer" and x.dim() == 4:
+        x = to_tokens(x)
+    for layer in net.stages[k][: net.depths[k]]:
+        x = layer(x)
+    return x
+
+
 class Prefix(nn.Module):
-    """The network's first conv and its first `stages` stages (as `Net.forward` runs them)."""
+    """The network's first conv and its first `stages` stages."""
 
     def __init__(self, net: Net, stages: int) -> None:
         super().__init__()
         self.net, self.stages = net, stages
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.net
-        x = n.first_conv(x)
-        for kind, layers, depth in list(zip(n.kinds, n.stages, n.depths))[: self.stages]:
-            if kind == "transformer" and x.dim() == 4:
-                x = to_tokens(x)
-            for layer in layers[:depth]:
-                x = layer(x)
+        x = self.net.first_conv(x)
+        for k in range(self.stages):
+            x = run_stage(self.net, k, x)
         return x
 
 
@@ -95,12 +103,7 @@ class Stage(nn.Module):
         self.net, self.k = net, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.net
-        if n.kinds[self.k] == "transformer" and x.dim() == 4:
-            x = to_tokens(x)
-        for layer in n.stages[self.k][: n.depths[self.k]]:
-            x = layer(x)
-        return x
+        return run_stage(self.net, self.k, x)
 
 
 def stage_sizes(net: Net) -> list[int]:
@@ -109,11 +112,9 @@ def stage_sizes(net: Net) -> list[int]:
             for layers, d in zip(net.stages, net.depths)]
 
 
-def stage_factors(space_name: str, lut_seed: int, n: int, seed: int, rounds: int, runs: int, tmp: Path,
+def stage_factors(space: SearchSpace, probe: Composition, n: int, seed: int, rounds: int, runs: int, tmp: Path,
                   ) -> tuple[list[str], dict[str, float]]:
     """Part 3: table rows and the median factor per stage kind."""
-    space = create_space(space_name)
-    _, probe = probes_only(RESULTS / f"host_lut_seed{lut_seed}.json")
     rng = random.Random(seed)
     jobs = []
     for subnet in [space.sample(rng) for _ in range(n)]:
@@ -126,11 +127,11 @@ def stage_factors(space_name: str, lut_seed: int, n: int, seed: int, rounds: int
             for k, size in enumerate(stage_sizes(net)):
                 path, part = tmp / f"{subnet_key(subnet)}_stage{k}.tflite", blocks[start:start + size]
                 start += size
-                if k > 0 and not path.exists():
-                    export_tflite(Stage(net, k), x, path, channel_last=x.dim() == 4)
-                if k > 0:
+                if k > 0:  # the stem's stage (1-2 small blocks) is left out
+                    if not path.exists():
+                        export_tflite(Stage(net, k), x, path, channel_last=x.dim() == 4)
                     jobs.append((net.kinds[k], str(path), part, [str(export_block(b, "tflite")) for b in part]))
-                x = Stage(net, k)(x)
+                x = run_stage(net, k, x)
     ms = timed_ms(list(dict.fromkeys(m for _, p, _, bp in jobs for m in (p, *bp))), rounds, runs)
     rows, factors = [], {}
     for kind, path, part, block_paths in jobs:
@@ -158,13 +159,10 @@ def timed_ms(models: list[str], rounds: int, runs: int) -> dict[str, float]:
     return {m: statistics.median(v) for m, v in got.items()}
 
 
-def stage_rows(space_name: str, seed: int, index: int, rounds: int, runs: int, tmp: Path,
-               ) -> tuple[list[str], list[tuple[str, float, float]], float]:
+def stage_rows(space: SearchSpace, subnet: Subnet, index: int, flat: dict[str, float], probe: Composition,
+               rounds: int, runs: int, tmp: Path) -> tuple[list[str], list[tuple[str, float, float]], float]:
     """The table rows of one network, per stage (kind, in network / alone now, the same predicted), and the
     whole network's measured gap."""
-    space = create_space(space_name)
-    subnet = draw_networks(space, 10, 50, seed)[1][index]
-    flat, probe = probes_only(RESULTS / f"host_lut_seed{seed}.json")
     net = build_subnet(subnet)
     r = subnet.resolution
     example = torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0))
@@ -207,11 +205,9 @@ def stage_rows(space_name: str, seed: int, index: int, rounds: int, runs: int, t
     return rows, records, gap
 
 
-def with_factors(space_name: str, seed: int, index: int, factors: dict[str, float]) -> tuple[float, float]:
+def with_factors(blocks: list[BlockCfg], flat: dict[str, float], probe: Composition, factors: dict[str, float],
+                 ) -> tuple[float, float]:
     """A part-2 network's predicted gap (entries / LUT alone) without and with the stage factors."""
-    space = create_space(space_name)
-    blocks = space.blocks_of(draw_networks(space, 10, 50, seed)[1][index])
-    flat, probe = probes_only(RESULTS / f"host_lut_seed{seed}.json")
     kind = {"conv": "mbconv", "transattn": "transformer", "transffn": "transformer", "transds": "transformer"}
     entries = probe.entries([(b, flat[b.key]) for b in blocks])
     alone = sum(flat[b.key] for b in blocks)
@@ -248,6 +244,9 @@ def main() -> int:
     print("\n".join(lines), flush=True)
     if args.networks > 0:
         args.tmp.mkdir(parents=True, exist_ok=True)
+        space = create_space(args.space)
+        held = draw_networks(space, 10, 50, args.timed_run)[1][: args.networks]
+        flat, probe = probes_only(RESULTS / f"host_lut_seed{args.timed_run}.json")
         lines += ["", f"## By stage, timed now (held-out networks of run {args.timed_run}, plain, "
                   f"{args.rounds} rounds)",
                   "", "Gaps are ratios to the blocks alone, so the period's level cancels; the last column is the "
@@ -256,8 +255,8 @@ def main() -> int:
                   "| measured / predicted | the same, own footprint subtracted |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
         records, gaps = [], []
-        for i in range(args.networks):
-            rows, recs, gap = stage_rows(args.space, args.timed_run, i, args.rounds, args.invokes, args.tmp)
+        for i, subnet in enumerate(held):
+            rows, recs, gap = stage_rows(space, subnet, i, flat, probe, args.rounds, args.invokes, args.tmp)
             print("\n".join(rows), flush=True)
             lines += rows
             records += recs
@@ -267,18 +266,20 @@ def main() -> int:
             v = [m / p for k, m, p in records if k == kind]
             lines.append(f"- {kind} ({len(v)} stages): {np.median(v):.2f} ({min(v):.2f}-{max(v):.2f})")
         if args.stage_subnets > 0:
-            rows, factors = stage_factors(args.space, args.timed_run, args.stage_subnets, args.stage_seed,
-                                          args.rounds, args.invokes, args.tmp)
-            lines += ["", f"## Stages as models of their own ({args.stage_subnets} random subnets, seed "
-                      f"{args.stage_seed})", "", "| stage | kind (blocks) | stage ms | probes' weight term ms "
-                      "| blocks alone ms | factor |", "|---|---|---:|---:|---:|---:|", *rows, "",
-                      "Median factor per kind: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(factors.items())), "",
-                      "Applied to the blocks of the networks above (a transformer stage's factor to its attention, "
-                      "FFN and downsampling blocks):", ""]
-            lines += [f"- network {i}: measured gap {g:.3f}, predicted {p0:.3f}, with the stage factors {p1:.3f}"
-                      for i, (g, (p0, p1)) in enumerate(zip(gaps, (with_factors(args.space, args.timed_run, i, factors)
-                                                                   for i in range(args.networks))))]
-            print("\n".join(lines[-args.networks - 12 - len(rows):]), flush=True)
+            rows, factors = stage_factors(space, probe, args.stage_subnets, args.stage_seed, args.rounds,
+                                          args.invokes, args.tmp)
+            part3 = ["", f"## Stages as models of their own ({args.stage_subnets} random subnets, seed "
+                     f"{args.stage_seed})", "", "| stage | kind (blocks) | stage ms | probes' weight term ms "
+                     "| blocks alone ms | factor |", "|---|---|---:|---:|---:|---:|", *rows, "",
+                     "Median factor per kind: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(factors.items())), "",
+                     "Applied to the blocks of the networks above (a transformer stage's factor to its attention, "
+                     "FFN and downsampling blocks):", ""]
+            for i, (subnet, g) in enumerate(zip(held, gaps)):
+                p0, p1 = with_factors(space.blocks_of(subnet), flat, probe, factors)
+                part3.append(f"- network {i}: measured gap {g:.3f}, predicted {p0:.3f}, "
+                             f"with the stage factors {p1:.3f}")
+            print("\n".join(part3), flush=True)
+            lines += part3
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -54,7 +54,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def probes_only(lut_path: Path) -> tuple[dict[str, float], Composition]:
-    """The LUT's entries and its composition as `--fit 0` used it (the probes' numbers, nothing fitted)."""
+    """The LUT's entries and its composition as `--fit 0` used it until 2026-12-07 (the probes' numbers at every
+    probed row count, nothing fitted; `fit0_gap.md` was made with it). Today's fit 0 is its `probes_only()`."""
     lut = open_lut(lut_path)
     comp = Composition.of_lut(lut)
     if comp is None:

@@ -102,8 +102,8 @@ def main() -> int:
     rows = [("plain sum of alone entries", "-", metrics.summary([sum(ms for _, ms in n) for n in held_nets], y))]
     if drift:
         as_stored = stored.flat()
-        rows.append(("composed entries (probe grid), fit 0, entries as stored (no anchors)", "-", metrics.summary(
-            probe.predict([[(b, as_stored[b.key]) for b, _ in n] for n in held_nets]), y)))
+        rows.append(("composed entries (probes only), fit 0, entries as stored (no anchors)", "-", metrics.summary(
+            probe.probes_only().predict([[(b, as_stored[b.key]) for b, _ in n] for n in held_nets]), y)))
     if 1 in probe.tokens:
         rows.append(("baseline: one-row probe curve (composition v3), fit 0", "-",
                      metrics.summary(one_row_curve(probe, held_nets), y)))
@@ -112,7 +112,7 @@ def main() -> int:
         fit = [s for s in dict.fromkeys(fit) if subnet_key(s) in truth_by_key]
         fy = [truth_by_key[subnet_key(s)] for s in fit]
         comp = probe.fit([nets[subnet_key(s)] for s in fit], fy)
-        rows.append((f"composed entries (probe grid), fit {len(fit)}",
+        rows.append((f"composed entries, fit {len(fit)}",
                      f"x{comp.scale:.3f}, weights x{comp.weight_scale:.3f}"
                      + "".join(f", {t} x{v:.2f}" for t, v in comp.type_scales),
                      metrics.summary(comp.predict(held_nets), y)))
@@ -160,7 +160,7 @@ def main() -> int:
            "networks": [{"subnet": subnet_key(s), "set": "held-out" if s in held else "fit pool",
                          "measured_ms": truth_by_key[subnet_key(s)],
                          "plain_ms": sum(ms for _, ms in nets[subnet_key(s)]),
-                         "fit0_ms": float(probe.predict([nets[subnet_key(s)]])[0])}
+                         "fit0_ms": float(probe.probes_only().predict([nets[subnet_key(s)]])[0])}
                         for s in pool + held if subnet_key(s) in truth_by_key]}
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     return 0

@@ -15,8 +15,10 @@ with W_net MB of weights is
                      + weight_scale * sum over its weighted ops of MB(op) * E_M(op)(W_net) + ms_per_op * ops)
 
 with M(op) the op's rows (interpolated in log M between the probed rows, clamped at the ends) and E clamped at
-the smallest probe below it. The option `own_footprint` (format 6) charges MB(op) * (E(W_net) - E(W_block))
-instead, with E 0 at the one-layer reference's size and W_block the block's own weight MB: a block timed alone
+the smallest probe below it. From the probes alone (`fit` 0, `probes_only`) every op is charged the one-row curve:
+the multi-row probes' level is too noisy to carry a network's level on its own. The option `own_footprint`
+(format 6) charges MB(op) * (E(W_net) - E(W_block)) instead, with E 0 at the one-layer reference's size and
+W_block the block's own weight MB: a block timed alone
 already streams its weights when they outgrow the caches near the core (the pooling head's 17-24 MB is charged
 twice without it: from the probes alone the smallest subnets were over-predicted by 14-20%). A fitted
 composition uses it (FIT_OWN_FOOTPRINT: better at fit 10 in 10 of 12 dev sets); from the probes alone it is off,
@@ -69,15 +71,17 @@ def n_ops(cfg: BlockCfg) -> float:
 
 
 @lru_cache(maxsize=1 << 16)
-def weight_mb_by_tokens(cfg: BlockCfg, tokens: tuple[int, ...]) -> tuple[float, ...]:
-    """The block's weight MB spread over the probed row counts: each weighted op's MB goes to the two probed
-    rows around its own (linear in log rows; clamped at the ends). Sums to `weight_mb(cfg)`."""
+def mb_by_tokens(cfg: BlockCfg, tokens: tuple[int, ...], field: str = "weight_bytes") -> tuple[float, ...]:
+    """The block's MB of one `nas.costs.OpCost` byte field (its weights by default) spread over the probed row
+    counts: each op's MB goes to the two probed rows around its own (linear in log rows; clamped at the ends).
+    For weights it sums to `weight_mb(cfg)`."""
     out = np.zeros(len(tokens))
     log_t = np.log(np.asarray(tokens, dtype=float))
     for op in block_ops(cfg):
-        if op.weight_bytes <= 0:
+        nbytes = getattr(op, field)
+        if nbytes <= 0:
             continue
-        mb = op.weight_bytes / 2**20
+        mb = nbytes / 2**20
         x = float(np.clip(np.log(max(op.work_items, 1)), log_t[0], log_t[-1]))
         if len(tokens) == 1:
             out[0] += mb
@@ -151,8 +155,20 @@ class Composition:
         w = np.clip(np.asarray(network_weight_mb, dtype=float), mb[0], mb[-1])
         return np.stack([np.interp(w, mb, e) for e in extra], axis=-1)
 
+    def probes_only(self) -> Composition:
+        """What `fit` 0 uses, from the probes alone: the smallest probed row count's curve (one row by default) for
+        every op, whatever its rows. The multi-row probes' extra cost is a small difference of two large compute times
+        (at 64 rows a layer computes about 19x as long as at one row): between nine paired validate runs their 16- and
+        64-row costs per MB swung from 0.8x to 2.7x the one-row cost, and the fit-0 level with them (measured /
+        predicted 0.94-1.11; with the one-row curve for every op 0.99-1.06, MAPE lower in all nine;
+        `benchmarks/bench_fit0_forms.py`). A fit on measured networks keeps the rows (their shape helped ±5% at fit
+        10 in those runs) and scales them."""
+        if len(self.tokens) == 1:
+            return self
+        return replace(self, tokens=self.tokens[:1], curve_ms=self.curve_ms[:1], alone_ms=self.alone_ms[:1])
+
     def by_tokens(self, cfg: BlockCfg) -> tuple[float, ...]:
-        return weight_mb_by_tokens(cfg, self.tokens)
+        return mb_by_tokens(cfg, self.tokens)
 
     def own_ms(self, cfg: BlockCfg) -> float:
         """What `cfg`'s weights already cost in its alone entry beyond a cached layer's rate (0 without
@@ -207,10 +223,10 @@ class Composition:
         if len(networks) != len(y):
             raise ValueError(f"{len(networks)} networks but {len(y)} measured latencies")
         if len(y) == 0:
-            return self
+            return self.probes_only()
         if FIT_OWN_FOOTPRINT and not self.own_footprint and self.alone_mb < self.curve_mb[0]:
             fitted = replace(self, own_footprint=True).fit(networks, measured_ms, ridge)
-            return fitted if fitted.fitted_networks else self  # a failed fit leaves the probes' formula as it was
+            return fitted if fitted.fitted_networks else self.probes_only()  # a failed fit: the probes' formula
         # y = sum_t a_t * alone_t + b * weights + c * ops: a_t = scale * type_scale_t, b = scale * weight_scale,
         # c = scale * ms_per_op
         types = sorted({cfg.type for net in networks for cfg, _ in net})
@@ -235,7 +251,7 @@ class Composition:
             held[: len(types)] |= bad
         per_type = theta[: len(types)]
         if np.any(per_type <= 0):
-            return self  # its prior too says a type takes no time: not a composition to refine
+            return self.probes_only()  # its prior too says a type takes no time: not a composition to refine
         scale = float(per_type @ by_type.sum(0) / by_type.sum())
         return replace(self, scale=scale, weight_scale=float(theta[-2] / scale), ms_per_op=float(theta[-1] / scale),
                        type_scales=tuple({**now, **{t: float(v / scale) for t, v in zip(types, per_type)}}.items()),

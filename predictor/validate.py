@@ -420,8 +420,8 @@ def _validate(cfg: ValidateConfig, space: SearchSpace, sess: DeviceSession) -> d
     truth = np.array([truth_by_key[subnet_key(s)] for s in held])
     pred = SubnetPredictor(lut, space, composition).predict(held)
     plain = SubnetPredictor(lut, space, plain=True).predict(held)
-    fit0 = SubnetPredictor(lut, space, probe).predict(held)
-    fit0_stored = SubnetPredictor(stored, space, probe).predict(held) if drift else fit0
+    fit0 = SubnetPredictor(lut, space, probe.probes_only()).predict(held)
+    fit0_stored = SubnetPredictor(stored, space, probe.probes_only()).predict(held) if drift else fit0
     report: dict = {"format": REPORT_FORMAT, "format_version": REPORT_VERSION, "device": serial,
                     "fingerprint": sess.fingerprint.hash, "space": space.name, "n": len(held),
                     "prediction": f"composed block entries, refined on {len(fitting)} other networks",

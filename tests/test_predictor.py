@@ -226,12 +226,21 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     one = probe.fit(nets[:1], slower[:1])  # one network: the ridge keeps it near the probe's values
     assert abs(one.predict(nets[:1])[0] - slower[0]) < abs(probe.predict(nets[:1])[0] - slower[0])
     assert 0.9 < one.scale < 1.2
-    assert probe.fit([], []) is probe
+    # nothing fitted: the probes alone, charging every op the one-row curve (the multi-row probes' level is noise)
+    alone_only = probe.fit([], [])
+    assert alone_only == probe.probes_only() and alone_only.tokens == (1,) and alone_only.fitted_networks == 0
+    one_row = plain + np.array([sum(weight_mb(b) * (np.interp(np.clip(w, 1, 128), [1.0, *sizes], [0.0, *extra[1]])
+                                                    - np.interp(np.clip(weight_mb(b), 1, 128), [1.0, *sizes],
+                                                                [0.0, *extra[1]]))
+                                    for b, _ in n) for n, w in zip(nets, w_net)])
+    np.testing.assert_allclose(alone_only.predict(nets), one_row, rtol=1e-12)
+    np.testing.assert_allclose(SubnetPredictor(lut, space, alone_only).predict(subnets), one_row, rtol=1e-9)
+    assert alone_only.probes_only() is alone_only
     # fitted from the probes' default formula (no own footprint): the fit charges the own footprint (FIT_OWN_FOOTPRINT)
     refit = v5.fit(nets[:10], slower[:10], ridge=1e-9)
     assert refit.own_footprint and refit.scale == pytest.approx(1.1, rel=1e-6)
     np.testing.assert_allclose(refit.predict(nets), slower, rtol=1e-6)
-    assert v5.fit([], []) is v5 and not v5.own_footprint  # nothing fitted: the probes' formula as it was
+    assert v5.fit([], []) == v5.probes_only() and not v5.fit([], []).own_footprint  # nothing fitted: as it was
     # a type the networks say takes less than no time (noise on the stem, one small block per network): held at
     # its prior, the others fitted (before: the whole fit was dropped for the probes' formula)
     stem = np.array([sum(ms for b, ms in n if b.type == "firstconv") for n in nets])

@@ -161,8 +161,9 @@ class Composition:
         (at 64 rows a layer computes about 19x as long as at one row): between nine paired validate runs their 16- and
         64-row costs per MB swung from 0.8x to 2.7x the one-row cost, and the fit-0 level with them (measured /
         predicted 0.94-1.11; with the one-row curve for every op 0.99-1.06, MAPE lower in all nine;
-        `benchmarks/bench_fit0_forms.py`). A fit on measured networks keeps the rows (their shape helped ±5% at fit
-        10 in those runs) and scales them."""
+        `benchmarks/bench_fit0_forms.py`). The fresh run that scored it (311, where the probes cost 2-3x as much per
+        MB as in most of those runs) fell 8% low, where the grid would have been 3% high. A fit on measured networks
+        keeps the rows (their shape helped ±5% at fit 10 in those runs) and scales them."""
         if len(self.tokens) == 1:
             return self
         return replace(self, tokens=self.tokens[:1], curve_ms=self.curve_ms[:1], alone_ms=self.alone_ms[:1])

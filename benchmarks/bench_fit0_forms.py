@@ -32,15 +32,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_fit0_gap import RESULTS, probes_only  # noqa: E402
 
 from nas.registry import create_space  # noqa: E402
 from nas.searchspace import SearchSpace  # noqa: E402
 from predictor.composition import Composition, Network, mb_by_tokens, n_ops, weight_mb  # noqa: E402
-from predictor.lut_io import open_lut  # noqa: E402
 from predictor.validate import draw_networks  # noqa: E402
 from profiler.networks import subnet_key  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 @dataclass
@@ -53,12 +53,7 @@ class RunData:
 
 def load_run(space: SearchSpace, seed: int) -> RunData:
     report = json.loads((RESULTS / f"host_validation_seed{seed}.json").read_text())
-    lut = open_lut(RESULTS / f"host_lut_seed{seed}.json")
-    comp, flat = Composition.of_lut(lut), lut.flat()
-    if comp is None:
-        raise SystemExit(f"error: the LUT of run {seed} has no composition")
-    probe = Composition(tokens=comp.tokens, curve_mb=comp.curve_mb, curve_ms=comp.curve_ms, alone_ms=comp.alone_ms,
-                        alone_mb=comp.alone_mb)
+    flat, probe = probes_only(RESULTS / f"host_lut_seed{seed}.json")
     fitting, held = draw_networks(space, report["fit"]["networks"], report["n"], seed)
     fit_ms = {p["subnet"]: p["measured_ms"] for p in report["fit_pairs"]}
     held_ms = {p["subnet"]: p["measured_ms"] for p in report["pairs"] if p.get("set") == "held-out"}
@@ -69,10 +64,10 @@ def load_run(space: SearchSpace, seed: int) -> RunData:
                 if subnet_key(s) in ms]
 
     data = RunData(seed, probe, nets(fitting, fit_ms), nets(held, held_ms))
-    nets = [n for n, _ in data.held]
+    held_nets = [n for n, _ in data.held]
     want = np.array([fit0[subnet_key(s)] for s in held if subnet_key(s) in held_ms])
     # the report's fit 0 is the grid's (runs before 2026-12-07 noon) or the one-row curve's (`probes_only`, since)
-    if len(data.held) != len(held_ms) or not any(np.allclose(c.predict(nets), want, rtol=1e-9)
+    if len(data.held) != len(held_ms) or not any(np.allclose(c.predict(held_nets), want, rtol=1e-9)
                                                  for c in (probe, probe.probes_only())):
         raise SystemExit(f"error: run {seed}: the redrawn networks do not reproduce the report's fit-0 predictions")
     return data

@@ -72,7 +72,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anchors", type=int, default=24, help="measured blocks re-timed around the networks, as validate")
-    ap.add_argument("--passes", type=int, default=3, help="each network timed once per pass, median kept, as validate")
+    ap.add_argument("--passes", type=int, default=3, help="each network timed once per pass, median kept; two more "
+                    "at a time (up to 7) while the held-out networks' passes disagree, as validate")
     ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True,
                     help="as validate: every model timed paired with the reference network; --no-paired: each alone, "
                     "guarded by the reference (the protocol before 2026-12-06)")

@@ -142,8 +142,8 @@ def test_validate_paired_times_everything_against_the_reference_and_resumes(prof
     store = Path(shutil.copy(profiled, tmp_path / "m.sqlite"))
     out = tmp_path / "report.json"
     cmd = ["--serial", "local", "--store", str(store), "--fit", "2", "--n", "2", "--json", str(out), "--noise-networks",
-           "1", "--noise-repeats", "2", "--anchors", "4", "--passes", "2", "--lut-out", str(tmp_path / "lut.json"),
-           *FAST]
+           "1", "--noise-repeats", "2", "--anchors", "4", "--passes", "2", "--max-passes", "2",
+           "--lut-out", str(tmp_path / "lut.json"), *FAST]  # 2 passes, none added: the resumed run below times none
     assert validate_main(cmd) == 0
     report = json.loads(out.read_text())
     paired = report["paired"]

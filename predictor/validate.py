@@ -71,7 +71,7 @@ REPORT_VERSION = 2
 LEVEL_REPEATS = 5  # plain timings of the reference at each end of a paired run
 # A network's timing is its median pass; on a noisy host that median still moved: runs 181-311 (dev) whose held-out
 # networks' scored CV (CV between passes / sqrt(passes)) was at most 1.06% had 90-96% of them within ±5% after
-# `--fit 10`, the two at 1.19-1.21% 88%. So passes are added, two at a time (an odd count keeps a true median),
+# `--fit 10`, the two at 1.19-1.21% 88%. So passes are added, two at a time (an odd count stays odd: a true median),
 # until the scored CV is at most PASS_NOISE_TARGET or MAX_PASSES are timed.
 PASS_NOISE_TARGET = 0.01
 MAX_PASSES = 7

@@ -61,7 +61,7 @@ def probes_only(lut_path: Path) -> tuple[dict[str, float], Composition]:
     if comp is None:
         raise SystemExit(f"error: {lut_path} has no composition")
     return lut.flat(), replace(comp, scale=1.0, weight_scale=1.0, ms_per_op=0.0, type_scales=(), fitted_networks=0,
-                               own_footprint=False)
+                               own_footprint=False, multi_row_weight=1.0)
 
 
 def level_and_spread(seed: int) -> str:

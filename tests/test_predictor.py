@@ -18,7 +18,7 @@ from nas.costs import OP_KINDS, block_ops
 from nas.searchspace import InvalidSubnet
 from predictor import metrics
 from predictor.analytical import AnalyticalModel, NotFittedError
-from predictor.composition import Composition, n_ops, weight_mb
+from predictor.composition import FIT0_MULTI_ROW_WEIGHT, Composition, n_ops, weight_mb
 from predictor.lut import Lut
 from predictor.lut_io import LutFormatError, export_nnmeter, load_flat, open_lut, save_lut
 from predictor.lutfill import evaluate, fill
@@ -182,11 +182,11 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     w_net = np.array([sum(weight_mb(b) for b, _ in n) for n in nets])
     assert w_net.min() < 48 and w_net.max() > 64  # the space spans both sides of the step
 
-    def in_network(cfg, w, anchored=True):  # op by op: its rows' cost per MB, linear in log rows between 1 and 16
+    def in_network(cfg, w, anchored=True, table=extra):  # op by op: its rows' cost per MB, linear in log rows 1-16
         if anchored:  # 0 at the 1 MB reference, linear up to the smallest probe
-            per_mb = {t: np.interp(np.clip(w, 1, 128), [1.0, *sizes], [0.0, *es]) for t, es in extra.items()}
+            per_mb = {t: np.interp(np.clip(w, 1, 128), [1.0, *sizes], [0.0, *es]) for t, es in table.items()}
         else:  # version 5: clamped at the smallest probe
-            per_mb = {t: np.interp(np.clip(w, 8, 128), sizes, es) for t, es in extra.items()}
+            per_mb = {t: np.interp(np.clip(w, 8, 128), sizes, es) for t, es in table.items()}
         frac = [min(max(np.log(max(op.work_items, 1)) / np.log(16), 0.0), 1.0) for op in block_ops(cfg)]
         return sum(op.weight_bytes / 2**20 * ((1 - f) * per_mb[1] + f * per_mb[16])
                    for op, f in zip(block_ops(cfg), frac))
@@ -226,16 +226,26 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     one = probe.fit(nets[:1], slower[:1])  # one network: the ridge keeps it near the probe's values
     assert abs(one.predict(nets[:1])[0] - slower[0]) < abs(probe.predict(nets[:1])[0] - slower[0])
     assert 0.9 < one.scale < 1.2
-    # nothing fitted: the probes alone, charging every op the one-row curve (the multi-row probes' level is noise)
+    # nothing fitted: the probes alone, charging each op the one-row curve plus half its rows' excess over it (the
+    # multi-row probes' level is too noisy to charge in full)
     alone_only = probe.fit([], [])
-    assert alone_only == probe.probes_only() and alone_only.tokens == (1,) and alone_only.fitted_networks == 0
-    one_row = plain + np.array([sum(weight_mb(b) * (np.interp(np.clip(w, 1, 128), [1.0, *sizes], [0.0, *extra[1]])
-                                                    - np.interp(np.clip(weight_mb(b), 1, 128), [1.0, *sizes],
-                                                                [0.0, *extra[1]]))
-                                    for b, _ in n) for n, w in zip(nets, w_net)])
-    np.testing.assert_allclose(alone_only.predict(nets), one_row, rtol=1e-12)
-    np.testing.assert_allclose(SubnetPredictor(lut, space, alone_only).predict(subnets), one_row, rtol=1e-9)
+    assert alone_only == probe.probes_only() and alone_only.fitted_networks == 0 and alone_only.tokens == (1, 16)
+    assert alone_only.multi_row_weight == FIT0_MULTI_ROW_WEIGHT == 0.5 and alone_only.curve_ms == probe.curve_ms
+    half = {1: extra[1], 16: [a + 0.5 * (b - a) for a, b in zip(extra[1], extra[16])]}
+    fit0 = plain + np.array([sum(in_network(b, w, table=half) - in_network(b, weight_mb(b), table=half) for b, _ in n)
+                             for n, w in zip(nets, w_net)])
+    assert np.all(fit0 < truth) and np.all(fit0 > plain + weights / 2)  # between the one-row curve and the grid
+    np.testing.assert_allclose(alone_only.predict(nets), fit0, rtol=1e-12)
+    np.testing.assert_allclose(SubnetPredictor(lut, space, alone_only).predict(subnets), fit0, rtol=1e-9)
+    np.testing.assert_allclose(alone_only.extra_ms_per_mb(500.0), [0.07, 0.095])
     assert alone_only.probes_only() is alone_only
+    # saved and read back; a version-6 state (made before the weight) reads with the rows in full, as it was made
+    assert Composition.from_state(alone_only.get_state()) == alone_only
+    v6 = {k: v for k, v in alone_only.get_state().items() if k != "multi_row_weight"} | {"format_version": 6}
+    assert Composition.from_state(v6) == dataclasses.replace(alone_only, multi_row_weight=1.0)
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(LutFormatError, match="multi_row_weight"):
+            dataclasses.replace(probe, multi_row_weight=bad)
     # fitted from the probes' default formula (no own footprint): the fit charges the own footprint (FIT_OWN_FOOTPRINT)
     refit = v5.fit(nets[:10], slower[:10], ridge=1e-9)
     assert refit.own_footprint and refit.scale == pytest.approx(1.1, rel=1e-6)
@@ -425,13 +435,18 @@ def test_composition_state_is_versioned_and_checked():
     comp = Composition.from_probes({(1, 8): 0.3, (1, 32): 1.2, (1, 64): 4.0, (4, 8): 0.4, (4, 32): 1.6, (4, 64): 5.0},
                                    {1: 0.01, 4: 0.02})
     state = comp.get_state()
-    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 6
+    assert state["format"] == "mobilevit-nas/composition" and state["format_version"] == 7
     assert state["own_footprint"] is False and Composition.from_state(json.loads(json.dumps(state))) == comp
+    assert state["multi_row_weight"] == 1.0  # every probed row in full, as probed (fit 0 charges half: probes_only)
+    half = comp.probes_only()
+    assert half.multi_row_weight == 0.5 and Composition.from_state(json.loads(json.dumps(half.get_state()))) == half
     own = dataclasses.replace(comp, own_footprint=True)
     assert Composition.from_state(json.loads(json.dumps(own.get_state()))) == own
     typed = dataclasses.replace(comp, type_scales=(("conv", 1.2), ("transattn", 0.9)), fitted_networks=3)
     assert Composition.from_state(json.loads(json.dumps(typed.get_state()))) == typed
-    old = {k: v for k, v in state.items() if k != "own_footprint"}  # before a block's own footprint: read as then
+    old = {k: v for k, v in state.items() if k not in ("own_footprint", "multi_row_weight")}  # read as made then
+    v6 = {**old, "own_footprint": True, "format_version": 6}
+    assert Composition.from_state(v6) == own
     v5 = {**old, "format_version": 5}
     assert Composition.from_state(v5) == dataclasses.replace(comp, own_footprint=False)
     v4 = {k: v for k, v in old.items() if k != "type_scales"} | {"format_version": 4}  # before per-type scales

@@ -240,6 +240,8 @@ class Composition:
             raise ValueError(f"{len(networks)} networks but {len(y)} measured latencies")
         if len(y) == 0:
             return self.probes_only()
+        if self.multi_row_weight != 1.0:  # a fit charges every probed row in full (chosen so) and scales them
+            return replace(self, multi_row_weight=1.0).fit(networks, measured_ms, ridge)
         if FIT_OWN_FOOTPRINT and not self.own_footprint and self.alone_mb < self.curve_mb[0]:
             fitted = replace(self, own_footprint=True).fit(networks, measured_ms, ridge)
             return fitted if fitted.fitted_networks else self.probes_only()  # a failed fit: the probes' formula

@@ -206,7 +206,7 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     np.testing.assert_allclose(v5.extra_ms_per_mb([1.0, 500.0]), [[0.03, 0.06], [0.07, 0.12]])
     # the device is 10% slower and its weights cost 1.3x what the probes say: a fit on a few networks finds it
     slower = 1.1 * (plain + 1.3 * weights)
-    fitted = probe.fit(nets[:10], slower[:10], ridge=1e-9)
+    fitted = fitted_slower = probe.fit(nets[:10], slower[:10], ridge=1e-9)
     assert fitted.scale == pytest.approx(1.1, rel=1e-6) and fitted.weight_scale == pytest.approx(1.3, rel=1e-6)
     assert fitted.fitted_networks == 10 and fitted.curve_ms == probe.curve_ms
     np.testing.assert_allclose(SubnetPredictor(lut, space, fitted).predict(subnets), slower, rtol=1e-6)
@@ -239,6 +239,7 @@ def test_predict_subnets_equals_plain_sum(space, blocks):
     np.testing.assert_allclose(SubnetPredictor(lut, space, alone_only).predict(subnets), fit0, rtol=1e-9)
     np.testing.assert_allclose(alone_only.extra_ms_per_mb(500.0), [0.07, 0.095])
     assert alone_only.probes_only() is alone_only
+    assert alone_only.fit(nets[:10], slower[:10], ridge=1e-9) == fitted_slower  # a fit charges every row in full
     # saved and read back; a version-6 state (made before the weight) reads with the rows in full, as it was made
     assert Composition.from_state(alone_only.get_state()) == alone_only
     v6 = {k: v for k, v in alone_only.get_state().items() if k != "multi_row_weight"} | {"format_version": 6}

@@ -88,13 +88,15 @@ def run_table(runs: list[Run]) -> list[str]:
 
 
 def check_table(paths: list[Path]) -> list[str]:
-    lines = ["| check | when | LUT | ±10% | ±5% | MAPE | median predicted / measured | reference now / LUT level |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| check | sampler | when | LUT | ±10% | ±5% | MAPE | median predicted / measured "
+             "| reference now / LUT level |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for p in paths:
         d = json.loads(p.read_text())
         ratio = statistics.median(r["predicted_ms"] / r["measured_ms"] for r in d["rows"])
         level = d.get("level_ratio")
-        lines.append(f"| {p.stem.removeprefix('independent_check_')} | {d['when']} | {Path(d['lut']).stem} | "
+        lines.append(f"| {p.stem.removeprefix('independent_check_')} | {d['sampler']} | {d['when']} | "
+                     f"{Path(d['lut']).stem} | "
                      f"{pct(d['acc10'])} | {pct(d['acc5'])} | {100 * d['mape']:.1f}% | {ratio:.3f} | "
                      f"{'' if level is None else f'{level:.3f}'} |")
     return lines

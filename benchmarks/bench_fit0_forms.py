@@ -42,6 +42,7 @@ from bench_fit0_gap import RESULTS, probes_only  # noqa: E402
 
 from nas.registry import create_space  # noqa: E402
 from nas.searchspace import SearchSpace  # noqa: E402
+from predictor import metrics  # noqa: E402
 from predictor.composition import (  # noqa: E402
     FIT0_MULTI_ROW_WEIGHT,
     Composition,
@@ -170,10 +171,10 @@ def multi_row_weights(groups: dict[str, list[RunData]], weights: tuple[float, ..
         for w in weights:
             accs, mapes = [], []
             for r in runs:
-                meas = np.array([m for _, m in r.held])
+                meas = [m for _, m in r.held]
                 pred = replace(r.probe, multi_row_weight=w).predict([n for n, _ in r.held])
-                accs.append(float(np.mean(np.abs(pred / meas - 1) <= 0.1)))
-                mapes.append(float(np.mean(np.abs(pred / meas - 1))))
+                accs.append(metrics.acc_within(pred, meas, 0.10))
+                mapes.append(metrics.mape(pred, meas))
             now = " (now)" if w == FIT0_MULTI_ROW_WEIGHT else ""
             lines.append(f"| {w:g}{now} | " + " | ".join(f"{a:.0%}" for a in accs)
                          + f" | {sum(a >= 0.9 for a in accs)} of {len(runs)} | {np.mean(mapes):.2%} |")
@@ -259,6 +260,7 @@ def main() -> int:
     args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,13 +39,9 @@ class Run:
     paired: bool
 
     @property
-    def targets_apply(self) -> bool:
-        return self.backend == "tflite-1" and self.n >= 50 and self.fit == 10
-
-    @property
     def tallied(self) -> bool:
-        # Paired timing has been validate's default since run 181; the earlier runs are the project's history.
-        return self.targets_apply and self.paired
+        # Where the targets apply, with paired timing (validate's default since run 181; earlier runs are history).
+        return self.backend == "tflite-1" and self.n >= 50 and self.fit == 10 and self.paired
 
 
 def committed(path: Path) -> str:
@@ -87,12 +83,11 @@ def run_table(runs: list[Run]) -> list[str]:
     return lines
 
 
-def check_table(paths: list[Path]) -> list[str]:
+def check_table(checks: list[tuple[Path, dict]]) -> list[str]:
     lines = ["| check | sampler | when | LUT | ±10% | ±5% | MAPE | median predicted / measured "
              "| reference now / LUT level |",
              "|---|---|---|---|---:|---:|---:|---:|---:|"]
-    for p in paths:
-        d = json.loads(p.read_text())
+    for p, d in checks:
         ratio = statistics.median(r["predicted_ms"] / r["measured_ms"] for r in d["rows"])
         level = d.get("level_ratio")
         lines.append(f"| {p.stem.removeprefix('independent_check_')} | {d['sampler']} | {d['when']} | "
@@ -138,7 +133,8 @@ def plot(runs: list[Run], path: Path) -> None:
 
 def main() -> None:
     runs = sorted((read_run(p) for p in RESULTS.glob("host_validation*.json")), key=lambda r: (r.committed, r.name))
-    checks = sorted(RESULTS.glob("independent_check_seed*.json"), key=lambda p: json.loads(p.read_text())["when"])
+    checks = sorted(((p, json.loads(p.read_text())) for p in RESULTS.glob("independent_check_seed*.json")),
+                    key=lambda c: c[1]["when"])
     lines = ["# Every whole-network validation and independent check on this host", "",
              "`python benchmarks/bench_host_runs.py`: each row as its run reported it, with the method of its day "
              "(composition format; fit 0's form changed over the formats, see the README). Targets (issue 12) apply "

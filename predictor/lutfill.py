@@ -1,13 +1,15 @@
 """Fill a device's LUT from a small measurement budget, scored against a full LUT.
 
-    python -m predictor.lutfill --lut FULL.json --budget 300 --seed S [--prior OTHER.json ...] --out FILLED.json
+    python -m predictor.lutfill --lut FULL.json --budget 300 --seed S [--prior OTHER.json ...] --out FILLED.json \
+        [--plot FILL.png]
 
 FULL.json (flat key -> ms) plays the device: it is only read through the sampler's `measure`
-callback, at most `budget` times. Writes FILLED.json (every reachable block key of the space ->
-ms; measured keys exact), FILLED.train_keys.json (the measured keys, in order) and prints one JSON
-line of metrics: entry-level on the unmeasured reachable keys and subnet-level on 2,000 random
-subnets drawn with the seed. `--prior` may be repeated: every prior is weighed by how well it explains
-the measured blocks and one that does not fit is dropped (`predictor.fewshot`).
+callback, at most `budget` times. Writes FILLED.json (every reachable block key of the space -> ms;
+measured keys exact), FILLED.train_keys.json (the measured keys, in order) and prints one JSON line
+of metrics: entry-level on the unmeasured reachable keys and subnet-level on 2,000 random subnets
+drawn with the seed (`--plot`: both drawn against the full LUT). `--prior` may be repeated: every
+prior is weighed by how well it explains the measured blocks and one that does not fit is dropped
+(`predictor.fewshot`).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from predictor.analytical import AnalyticalModel
 from predictor.fewshot import as_list
 from predictor.lut import Lut, fill_lut
 from predictor.lut_io import LutFormatError, export_nnmeter, open_lut, save_lut
+from predictor.plots import fill_plot
 from predictor.sampler import choose
 from predictor.subnet_predictor import SubnetPredictor
 from predictor.transfer import fit_prior_model
@@ -103,17 +106,38 @@ def fill(space: SearchSpace, full: Mapping[str, float], budget: int, seed: int,
     return FillResult(lut, list(measured), model)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A filled LUT against the full one: its unmeasured entries and random subnets, predicted and true (ms)."""
+
+    entry_pred: np.ndarray
+    entry_true: np.ndarray
+    subnet_pred: np.ndarray
+    subnet_true: np.ndarray
+
+
+def compare(space: SearchSpace, lut: Lut, full: Mapping[str, float], train_keys: list[str], seed: int,
+            n_subnets: int = N_EVAL_SUBNETS) -> Comparison:
+    """The unmeasured keys of `lut` and `n_subnets` random subnets drawn with `seed`, from `lut` and from `full`."""
+    trained = set(train_keys)
+    keys = [k for k in lut.entries if k not in trained]
+    rng = random.Random(seed)
+    subnets = [space.sample(rng) for _ in range(n_subnets)]
+    return Comparison(np.array([lut.entries[k].latency_ms for k in keys], dtype=float),
+                      np.array([full[k] for k in keys], dtype=float),
+                      np.asarray(SubnetPredictor(lut, space).predict(subnets), dtype=float),
+                      np.asarray(SubnetPredictor(dict(full), space).predict(subnets), dtype=float))
+
+
 def evaluate(space: SearchSpace, lut: Lut, full: Mapping[str, float], train_keys: list[str], seed: int,
              n_subnets: int = N_EVAL_SUBNETS) -> dict[str, dict[str, float]]:
     """Entry-level on unmeasured keys of `lut`, subnet-level on random subnets drawn with `seed`."""
-    trained = set(train_keys)
-    keys = [k for k in lut.entries if k not in trained]
-    entry = metrics.summary([lut.entries[k].latency_ms for k in keys], [full[k] for k in keys]) if keys else {}
-    rng = random.Random(seed)
-    subnets = [space.sample(rng) for _ in range(n_subnets)]
-    truth = SubnetPredictor(dict(full), space).predict(subnets)
-    pred = SubnetPredictor(lut, space).predict(subnets)
-    return {"entry": entry, "subnet": metrics.summary(pred, truth)}
+    return summarise(compare(space, lut, full, train_keys, seed, n_subnets))
+
+
+def summarise(c: Comparison) -> dict[str, dict[str, float]]:
+    entry = metrics.summary(c.entry_pred, c.entry_true) if len(c.entry_true) else {}
+    return {"entry": entry, "subnet": metrics.summary(c.subnet_pred, c.subnet_true)}
 
 
 def _read_flat(lut: str, space: str) -> tuple[str, dict[str, float]]:
@@ -135,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default="elasticvit")
     ap.add_argument("--save-lut", help="also write the LUT with per-entry source (measured/predicted)")
     ap.add_argument("--save-model", help="also write the fitted predictor (JSON)")
+    ap.add_argument("--plot", help="also draw the filled LUT against the full one (PNG): entries and subnets")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
@@ -154,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
             save_lut(res.lut, args.save_lut)
         if args.save_model:
             res.predictor.save(args.save_model)
-        report = evaluate(space, res.lut, full, res.train_keys, args.seed)
+        comparison = compare(space, res.lut, full, res.train_keys, args.seed)
+        report = summarise(comparison)
+        if args.plot:
+            fill_plot(comparison.entry_pred, comparison.entry_true, comparison.subnet_pred, comparison.subnet_true,
+                      f"{device}: {len(res.train_keys)} of {len(res.lut.entries)} blocks measured (seed {args.seed}"
+                      f"{', with a prior' if args.prior else ''})", Path(args.plot))
     except (LutFillError, LutFormatError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

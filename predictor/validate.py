@@ -51,6 +51,7 @@ from predictor import metrics
 from predictor.composition import META_KEY, Composition, Network
 from predictor.lut import Lut, fill_lut
 from predictor.lut_io import save_lut
+from predictor.plots import scatter_plot
 from predictor.subnet_predictor import SubnetPredictor
 from predictor.xgb import LatencyPredictor
 from profiler.errors import ProfilerError
@@ -155,30 +156,6 @@ def draw_networks(space: SearchSpace, fit: int, n: int, seed: int) -> tuple[list
             seen.add(s)
             held.append(s)
     return fitting, held
-
-
-def scatter_plot(pred: np.ndarray, truth: np.ndarray, title: str, path: Path,
-                 corrected: np.ndarray | None = None, label: str = "composed entries") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
-    hi = float(max(pred.max(), truth.max(), corrected.max() if corrected is not None else 0)) * 1.05
-    xs = np.linspace(0, hi, 50)
-    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="tab:green", alpha=0.12, label="±10%")
-    ax.fill_between(xs, xs * 0.95, xs * 1.05, color="tab:green", alpha=0.2, label="±5%")
-    ax.plot(xs, xs, color="black", lw=0.8)
-    ax.scatter(truth, pred, s=14, color="tab:blue", label="plain sum of alone entries")
-    if corrected is not None:
-        ax.scatter(truth, corrected, s=14, color="tab:orange", marker="x", label=label)
-    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)", title=title)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def noise_floor(sess: DeviceSession, subnets: list[Subnet], repeats: int) -> dict[str, float]:

@@ -10,6 +10,7 @@ import dataclasses
 import gzip
 import json
 import random
+import struct
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from predictor.lut import Lut
 from predictor.lut_io import LutFormatError, export_nnmeter, load_flat, open_lut, save_lut
 from predictor.lutfill import evaluate, fill
 from predictor.lutfill import main as lutfill_main
+from predictor.plots import fill_plot
 from predictor.sampler import SamplerConfig, choose
 from predictor.subnet_predictor import MissingKeyError, SubnetPredictor, predict_subnets
 from predictor.xgb import LatencyPredictor, PredictorFormatError
@@ -315,7 +317,8 @@ def test_lutfill_cli_end_to_end(tmp_path, capsys, device):
     full.write_text(json.dumps(device))
     prior.write_text(json.dumps({k: 1.3 * v for k, v in device.items()}))
     assert lutfill_main(["--lut", str(full), "--budget", "20", "--seed", "1", "--prior", str(prior),
-                         "--out", str(out)]) == 0
+                         "--out", str(out), "--plot", str(tmp_path / "fill.png")]) == 0
+    assert (tmp_path / "fill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     line = capsys.readouterr().out.strip()
     assert "\n" not in line
     report = json.loads(line)
@@ -326,6 +329,18 @@ def test_lutfill_cli_end_to_end(tmp_path, capsys, device):
     assert all(filled[k] == device[k] for k in train)
     assert lutfill_main(["--lut", str(tmp_path / "missing.json"), "--budget", "5", "--seed", "0",
                          "--out", str(out)]) == 2
+
+
+def test_fill_plot_draws_entries_and_subnets_also_with_every_entry_measured(tmp_path):
+    rng = np.random.default_rng(0)
+    true = np.exp(rng.uniform(-3, 2, 200))
+    sub_true = rng.uniform(10, 90, 50)
+    for name, entries in (("some.png", 200), ("none.png", 0)):  # budget = every key: no entry left to predict
+        fill_plot(true[:entries] * 1.05, true[:entries], sub_true * 0.97, sub_true, "dev", tmp_path / "d" / name)
+        png = (tmp_path / "d" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", png[16:24])
+        assert (width, height) == (1200, 600)  # both panels, at 120 dpi
 
 
 def test_sampler_skips_blocks_the_device_cannot_run(blocks, device):

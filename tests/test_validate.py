@@ -31,7 +31,8 @@ from profiler.errors import ProfilerError
 from profiler.run import main as run_main
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--runs", "5", "--warmup", "1", "--probe-mb", "2", "4", "--probe-tokens", "1", "4"]
+# Few timings and no re-measuring of a spread-out one: these tests check what is run and stored, not how well.
+FAST = ["--runs", "5", "--warmup", "1", "--max-spread", "100", "--probe-mb", "2", "4", "--probe-tokens", "1", "4"]
 
 def test_subnets_spread_over_macs_range():
     space = create_space("elasticvit")
@@ -188,9 +189,9 @@ def test_validate_on_an_android_device_through_benchmark_model(loopback_device, 
     store, serial = tmp_path / "m.sqlite", loopback_device.serial
     binary = ["--benchmark-binary", str(REPO / "device_scripts" / "litert_benchmark_model.py")]
     # the smallest probe grid that takes every step (each benchmark_model invocation over adb costs ~0.25 s)
-    fast = [*FAST[:4], "--probe-mb", "2", "--probe-tokens", "1"]
-    assert run_main(["--serial", serial, "--budget", "20", "--pick", "random", "--store", str(store), *binary,
-                     *fast]) == 0
+    fast = [*FAST[:6], "--probe-mb", "2", "--probe-tokens", "1"]
+    # the `profiled` fixture's budget and pick: the same blocks, already converted in a full test session
+    assert run_main(["--serial", serial, "--budget", "24", "--store", str(store), *binary, *fast]) == 0
     out = tmp_path / "report.json"
     assert validate_main(["--serial", serial, "--store", str(store), "--fit", "0", "--n", "2", "--json", str(out),
                           "--noise-networks", "0", "--passes", "1", "--anchors", "2", *binary, *fast]) == 0

@@ -32,7 +32,9 @@ from profiler.run import main as run_main
 
 REPO = Path(__file__).resolve().parents[1]
 # Few timings and no re-measuring of a spread-out one: these tests check what is run and stored, not how well.
-FAST = ["--runs", "5", "--warmup", "1", "--max-spread", "100", "--probe-mb", "2", "4", "--probe-tokens", "1", "4"]
+TIMING = ["--runs", "5", "--warmup", "1", "--max-spread", "100"]
+FAST = [*TIMING, "--probe-mb", "2", "4", "--probe-tokens", "1", "4"]
+PROFILED_BUDGET = 24  # blocks in the `profiled` fixture's store
 
 def test_subnets_spread_over_macs_range():
     space = create_space("elasticvit")
@@ -69,7 +71,7 @@ def test_a_bad_probe_grid_or_guard_tolerance_is_a_one_line_error(tmp_path: Path,
 def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store of 24 blocks measured by `profiler.run` on this host: each test validates on its own copy."""
     store = tmp_path_factory.mktemp("profiled") / "m.sqlite"
-    assert run_main(["--serial", "local", "--budget", "24", "--store", str(store), *FAST]) == 0
+    assert run_main(["--serial", "local", "--budget", str(PROFILED_BUDGET), "--store", str(store), *FAST]) == 0
     with sqlite3.connect(store) as c:  # everything in the file itself (WAL mode), so that a copy of it is whole
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return store
@@ -189,9 +191,10 @@ def test_validate_on_an_android_device_through_benchmark_model(loopback_device, 
     store, serial = tmp_path / "m.sqlite", loopback_device.serial
     binary = ["--benchmark-binary", str(REPO / "device_scripts" / "litert_benchmark_model.py")]
     # the smallest probe grid that takes every step (each benchmark_model invocation over adb costs ~0.25 s)
-    fast = [*FAST[:6], "--probe-mb", "2", "--probe-tokens", "1"]
+    fast = [*TIMING, "--probe-mb", "2", "--probe-tokens", "1"]
     # the `profiled` fixture's budget and pick: the same blocks, already converted in a full test session
-    assert run_main(["--serial", serial, "--budget", "24", "--store", str(store), *binary, *fast]) == 0
+    assert run_main(["--serial", serial, "--budget", str(PROFILED_BUDGET), "--store", str(store), *binary,
+                     *fast]) == 0
     out = tmp_path / "report.json"
     assert validate_main(["--serial", serial, "--store", str(store), "--fit", "0", "--n", "2", "--json", str(out),
                           "--noise-networks", "0", "--passes", "1", "--anchors", "2", *binary, *fast]) == 0
